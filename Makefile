@@ -1,0 +1,60 @@
+# Two commands do all the set-up on a fresh machine: `make test` and `make reproduce`.
+# Each creates the virtual environment .venv from the requirements on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CI_DIR := build/ci
+# CI-size runs write their models here, never over a full-size run's artifacts/.
+TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
+
+.PHONY: help venv lint unit notebooks nbval test reproduce readme lab strip clean
+
+help:
+	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
+	@echo "make reproduce  run notebooks 01-05 at full size, write results/ (about an hour on 2 cores)"
+	@echo "make lab        open JupyterLab on the notebooks"
+	@echo "make strip      remove outputs from the notebooks before committing"
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks"
+
+# Executes every notebook in order with papermill at CI size (copies in build/ci/executed).
+notebooks: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest -m notebooks
+
+# Re-runs papermill's executed copies and compares the outputs marked NBVAL_CHECK_OUTPUT.
+nbval: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider $(CI_DIR)/executed
+
+test: lint unit notebooks nbval
+
+reproduce: $(STAMP)
+	$(BIN)/python -m helpers.reproduce
+
+readme: $(STAMP)
+	$(BIN)/python -m helpers.reproduce --readme-only
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+strip: $(STAMP)
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+clean:
+	rm -rf build

@@ -1,0 +1,120 @@
+"""Saving and loading what notebooks hand to each other.
+
+Everything lives under :func:`helpers.paths.artifacts_dir` (git-ignored):
+
+- ``models/<name>.keras`` -- trained models in Keras' native format
+- ``metrics/<name>.json`` -- measured numbers (accuracies as fractions 0..1)
+- ``figures/<name>.png`` -- figures worth keeping (``make reproduce`` copies them to ``results/``)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from helpers.paths import artifacts_dir
+
+# Which notebook produces each model, for error messages.
+PRODUCED_BY = {
+    "standard": "notebooks/02_training_a_cnn.ipynb",
+    "fgsm_at": "notebooks/04_adversarial_training.ipynb",
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _checked_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"artifact names use letters, digits, '_', '-' and '.', got {name!r}")
+    return name
+
+
+def model_path(name: str) -> Path:
+    """Where model ``name`` is stored: ``<artifacts>/models/<name>.keras``."""
+    return artifacts_dir() / "models" / f"{_checked_name(name)}.keras"
+
+
+def metrics_path(name: str) -> Path:
+    """Where metrics ``name`` are stored: ``<artifacts>/metrics/<name>.json``."""
+    return artifacts_dir() / "metrics" / f"{_checked_name(name)}.json"
+
+
+def figure_path(name: str) -> Path:
+    """Where figure ``name`` is stored: ``<artifacts>/figures/<name>.png``."""
+    return artifacts_dir() / "figures" / f"{_checked_name(name)}.png"
+
+
+def save_model(model: keras.Model, name: str) -> Path:
+    """Save ``model`` as ``<artifacts>/models/<name>.keras`` and return the path."""
+    path = model_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
+def load_model(name: str) -> keras.Model:
+    """Load model ``name``, with a clear error when it is missing or corrupt."""
+    path = model_path(name)
+    producer = PRODUCED_BY.get(name, "the notebook that trains it")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no trained model {name!r} at {path}. Run {producer} first "
+            "(or `make reproduce` for all of them)."
+        )
+    try:
+        return keras.saving.load_model(path)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as err:
+        raise ValueError(
+            f"model file {path} is corrupt or not a Keras model ({type(err).__name__}: "
+            f"{err}). Delete it and run {producer} again to rebuild it."
+        ) from err
+
+
+def load_or_train(name: str, train: Callable[[], keras.Model]) -> keras.Model:
+    """Load model ``name`` if it exists; otherwise call ``train()``, save and return it.
+
+    Lets every notebook run on its own: a missing model is rebuilt (usually at a small
+    size, with a printed note) instead of failing. A corrupt file still raises.
+    """
+    if model_path(name).exists():
+        return load_model(name)
+    print(
+        f"Note: no saved model {name!r} in {model_path(name).parent}; training one now. "
+        f"For the full-size model run {PRODUCED_BY.get(name, 'its notebook')} first."
+    )
+    model = train()
+    save_model(model, name)
+    return model
+
+
+def save_metrics(name: str, metrics: dict[str, Any]) -> Path:
+    """Write ``metrics`` as indented JSON to ``<artifacts>/metrics/<name>.json``."""
+    path = metrics_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_metrics(name: str) -> dict[str, Any]:
+    """Read ``<artifacts>/metrics/<name>.json``, with a clear error if missing or invalid."""
+    path = metrics_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"no metrics {name!r} at {path}; run the notebook that writes them")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); delete it and rerun") from err
+
+
+def save_figure(fig: Any, name: str) -> Path:
+    """Save a matplotlib figure as ``<artifacts>/figures/<name>.png`` (150 dpi)."""
+    path = figure_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    return path

@@ -1,0 +1,333 @@
+"""L-infinity evasion attacks: FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018).
+
+All attacks take model-ready images ``x`` of shape ``(n, 28, 28, 1)`` in [0, 1] and return
+adversarial images of the same shape, with ``|x_adv - x| <= eps`` per pixel and every
+pixel still in [0, 1].
+
+Labels (``y``): integer ``(n,)`` or one-hot ``(n, 10)``. For an untargeted attack, ``y``
+is the label to move *away from*; ``None`` uses the model's own prediction, which avoids
+"label leaking" (Kurakin et al. 2017). For a targeted attack, ``y`` is the label to move
+*towards* and is required.
+
+The loss is taken on the **logits** (the layer before the softmax). ``loss_on=
+"probabilities"`` reproduces a common tutorial mistake -- cross-entropy on clipped softmax
+outputs, as Keras 2 computed it -- where confidently classified images get an exactly zero
+gradient and the attack looks far weaker than it is.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers.data import NUM_CLASSES, one_hot, to_int_labels, validate_images
+from helpers.model import logits_model
+
+LossOn = Literal["logits", "probabilities"]
+_PROBABILITY_EPSILON = 1e-7  # Keras 2's clipping constant for cross-entropy on probabilities
+
+_COMPILED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def validate_epsilon(eps: float, name: str = "eps") -> float:
+    """Return ``eps`` as a float, or raise ``ValueError`` unless ``0 <= eps <= 1``.
+
+    Pixels live in [0, 1], so an L-infinity budget above 1 is meaningless.
+    """
+    try:
+        value = float(eps)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a number in [0, 1], got {eps!r}") from err
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(
+            f"{name} must lie in [0, 1] (pixels are scaled to [0, 1]), got {eps!r}; "
+            "for a budget in 0..255 pixel units divide by 255"
+        )
+    return value
+
+
+def _per_example_loss(
+    model: keras.Model, x: tf.Tensor, y_onehot: tf.Tensor, loss_on: LossOn
+) -> tf.Tensor:
+    if loss_on == "logits":
+        logits = _compiled(model)["logits_model"](x, training=False)
+        return tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=logits)
+    # The mistake, spelled out with plain TF ops: Keras 3 would quietly recover the logits
+    # from a Softmax layer's output, which hides the problem this option demonstrates.
+    probs = model(x, training=False)
+    clipped = tf.clip_by_value(probs, _PROBABILITY_EPSILON, 1.0 - _PROBABILITY_EPSILON)
+    return -tf.reduce_sum(y_onehot * tf.math.log(clipped), axis=-1)
+
+
+def _compiled(model: keras.Model) -> dict[str, Callable]:
+    """Per-model cache of compiled functions (traced once, reused for every batch)."""
+    cache = _COMPILED.get(model)
+    if cache is not None:
+        return cache
+    cache = {"logits_model": logits_model(model)}
+    image_spec = tf.TensorSpec([None, 28, 28, 1], tf.float32)
+    label_spec = tf.TensorSpec([None, NUM_CLASSES], tf.float32)
+
+    def make_gradient(loss_on: LossOn) -> Callable:
+        @tf.function(input_signature=[image_spec, label_spec])
+        def gradient(x: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = _per_example_loss(model, x, y_onehot, loss_on)
+            return tape.gradient(loss, x)
+
+        return gradient
+
+    @tf.function(
+        input_signature=[
+            image_spec,
+            image_spec,
+            label_spec,
+            tf.TensorSpec([], tf.float32),
+            tf.TensorSpec([], tf.float32),
+            tf.TensorSpec([], tf.int32),
+            tf.TensorSpec([], tf.float32),
+        ]
+    )
+    def pgd_loop(x0, x_start, y_onehot, eps, step_size, steps, direction):
+        x_adv = x_start
+        for _ in tf.range(steps):
+            with tf.GradientTape() as tape:
+                tape.watch(x_adv)
+                loss = _per_example_loss(model, x_adv, y_onehot, "logits")
+            step = direction * step_size * tf.sign(tape.gradient(loss, x_adv))
+            x_adv = tf.clip_by_value(x_adv + step, x0 - eps, x0 + eps)
+            x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)
+        return x_adv
+
+    @tf.function(input_signature=[image_spec, label_spec])
+    def loss_and_logits(x, y_onehot):
+        logits = cache["logits_model"](x, training=False)
+        loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=logits)
+        return loss, logits
+
+    @tf.function(input_signature=[image_spec])
+    def probabilities(x):
+        return model(x, training=False)
+
+    cache["probabilities"] = probabilities
+    cache["gradient_logits"] = make_gradient("logits")
+    cache["gradient_probabilities"] = make_gradient("probabilities")
+    cache["pgd_loop"] = pgd_loop
+    cache["loss_and_logits"] = loss_and_logits
+    _COMPILED[model] = cache
+    return cache
+
+
+def _attack_labels(
+    model: keras.Model, x: np.ndarray, y: np.ndarray | None, targeted: bool, batch_size: int
+) -> np.ndarray:
+    """One-hot labels for the loss: given labels, or the model's predictions if ``None``."""
+    if y is None:
+        if targeted:
+            raise ValueError("a targeted attack needs the target labels y")
+        labels = predict_probabilities(model, x, batch_size).argmax(axis=1)
+    else:
+        labels = to_int_labels(y)
+        if len(labels) != len(x):
+            raise ValueError(f"got {len(x)} images but {len(labels)} labels")
+    return one_hot(labels)
+
+
+def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities ``(n, 10)`` for images ``(n, 28, 28, 1)`` in [0, 1].
+
+    A compiled forward pass in batches (faster than ``model.predict`` for repeated calls
+    on small inputs, and silent).
+    """
+    x = validate_images(x)
+    _check_batch_size(batch_size)
+    forward = _compiled(model)["probabilities"]
+    out = np.empty((len(x), NUM_CLASSES), dtype=np.float32)
+    for start in range(0, len(x), batch_size):
+        out[start : start + batch_size] = forward(x[start : start + batch_size]).numpy()
+    return out
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def fgsm_signs(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    *,
+    targeted: bool = False,
+    loss_on: LossOn = "logits",
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """The direction of FGSM's step: ``sign(grad_x loss)``, negated for a targeted attack.
+
+    Independent of epsilon, so it can be computed once and reused for many budgets
+    (see :func:`apply_signs`). Returns ``float32`` ``(n, 28, 28, 1)`` in {-1, 0, +1};
+    a 0 marks a pixel whose gradient is exactly zero.
+    """
+    x = validate_images(x)
+    _check_batch_size(batch_size)
+    if loss_on not in ("logits", "probabilities"):
+        raise ValueError(f"loss_on must be 'logits' or 'probabilities', got {loss_on!r}")
+    labels = _attack_labels(model, x, y, targeted, batch_size)
+    gradient = _compiled(model)[f"gradient_{loss_on}"]
+    signs = np.empty_like(x)
+    for start in range(0, len(x), batch_size):
+        sl = slice(start, start + batch_size)
+        signs[sl] = tf.sign(gradient(x[sl], labels[sl])).numpy()
+    return -signs if targeted else signs
+
+
+def apply_signs(x: np.ndarray, signs: np.ndarray, eps: float) -> np.ndarray:
+    """``clip(x + eps * signs, 0, 1)``: one FGSM step of size ``eps`` along ``signs``."""
+    eps = validate_epsilon(eps)
+    return np.clip(x + np.float32(eps) * signs, 0.0, 1.0).astype(np.float32)
+
+
+def fgsm(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    eps: float = 0.25,
+    *,
+    targeted: bool = False,
+    loss_on: LossOn = "logits",
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Fast Gradient Sign Method: ``x_adv = clip(x + eps * sign(grad_x loss(f(x), y)), 0, 1)``.
+
+    Args:
+        model: a Keras classifier built by :func:`helpers.model.build_cnn`.
+        x: images ``(n, 28, 28, 1)`` in [0, 1].
+        y: labels (see module docstring); ``None`` = the model's predictions.
+        eps: L-infinity budget in [0, 1].
+        targeted: step *towards* class ``y`` instead of away from it.
+        loss_on: ``"logits"`` (correct) or ``"probabilities"`` (the saturated-softmax
+            mistake, for demonstration).
+        batch_size: images per gradient computation.
+
+    Returns:
+        ``float32`` adversarial images, same shape as ``x``.
+    """
+    eps = validate_epsilon(eps)
+    signs = fgsm_signs(model, x, y, targeted=targeted, loss_on=loss_on, batch_size=batch_size)
+    return apply_signs(validate_images(x), signs, eps)
+
+
+def zero_gradient_share(signs: np.ndarray) -> dict[str, float]:
+    """How much of an FGSM direction is dead: ``{"pixels": ..., "images": ...}``.
+
+    ``pixels`` is the fraction of pixels with an exactly zero gradient; ``images`` the
+    fraction of images whose whole gradient is zero (FGSM cannot move them at all).
+    """
+    signs = np.asarray(signs)
+    zero = signs == 0
+    return {
+        "pixels": float(zero.mean()),
+        "images": float(zero.reshape(len(zero), -1).all(axis=1).mean()),
+    }
+
+
+def pgd(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    eps: float = 0.25,
+    *,
+    step_size: float = 0.01,
+    steps: int = 40,
+    restarts: int = 1,
+    random_start: bool = True,
+    targeted: bool = False,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Projected Gradient Descent (Madry et al. 2018), L-infinity, loss on logits.
+
+    Repeats ``x_adv <- clip(project_eps(x_adv + step_size * sign(grad)), 0, 1)`` for
+    ``steps`` iterations from a uniform random point in the eps-ball (``random_start``) or
+    from ``x``. With ``restarts > 1`` it keeps, per example, the worst case: a successful
+    adversarial example if any restart found one, else the one with the highest loss
+    (lowest, for a targeted attack).
+
+    With ``steps=1, random_start=False, step_size=eps`` it is exactly FGSM. Without a
+    random start and with ``step_size = eps / steps`` it is BIM / I-FGSM (Kurakin et al.).
+
+    Returns ``float32`` adversarial images, same shape as ``x``.
+    """
+    x = validate_images(x)
+    eps = validate_epsilon(eps)
+    step_size = float(step_size)
+    if not step_size > 0:
+        raise ValueError(f"step_size must be positive, got {step_size!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+    _check_batch_size(batch_size)
+    labels = _attack_labels(model, x, y, targeted, batch_size)
+    compiled = _compiled(model)
+    direction = np.float32(-1.0 if targeted else 1.0)
+    rng = np.random.default_rng(seed)
+    best = x.copy()
+    for start in range(0, len(x), batch_size):
+        sl = slice(start, start + batch_size)
+        x0, y_b = x[sl], labels[sl]
+        target = y_b.argmax(axis=1)
+        best_success = np.zeros(len(x0), dtype=bool)
+        best_score = np.full(len(x0), -np.inf, dtype=np.float32)
+        for _ in range(restarts):
+            x_start = x0
+            if random_start:
+                noise = rng.uniform(-eps, eps, size=x0.shape).astype(np.float32)
+                x_start = np.clip(x0 + noise, 0.0, 1.0)
+            x_adv = compiled["pgd_loop"](
+                x0, x_start, y_b, np.float32(eps), np.float32(step_size), steps, direction
+            ).numpy()
+            loss, logits = compiled["loss_and_logits"](x_adv, y_b)
+            pred = logits.numpy().argmax(axis=1)
+            success = pred == target if targeted else pred != target
+            score = direction * loss.numpy()
+            better = (success & ~best_success) | ((success == best_success) & (score > best_score))
+            best[start : start + len(x0)][better] = x_adv[better]
+            best_success |= success
+            best_score = np.where(better, score, best_score)
+    return best
+
+
+def bim(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    eps: float = 0.25,
+    *,
+    steps: int = 10,
+    targeted: bool = False,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Basic Iterative Method / I-FGSM: PGD without random start, step ``eps / steps``."""
+    eps = validate_epsilon(eps)
+    if eps == 0:
+        return validate_images(x).copy()
+    return pgd(
+        model,
+        x,
+        y,
+        eps,
+        step_size=eps / steps,
+        steps=steps,
+        random_start=False,
+        targeted=targeted,
+        batch_size=batch_size,
+    )

@@ -1,0 +1,90 @@
+"""Measuring a classifier: clean accuracy, accuracy under attack, confusion matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import keras
+import numpy as np
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
+
+from helpers.attacks import apply_signs, fgsm_signs, pgd, predict_probabilities, validate_epsilon
+from helpers.data import NUM_CLASSES, to_int_labels, validate_images
+
+
+
+def eps_key(eps: float) -> str:
+    """The JSON key for a budget: ``0.25 -> "0.25"``, ``0.1 -> "0.1"``, ``0 -> "0"``."""
+    return format(round(validate_epsilon(eps), 6), "g")
+
+
+def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Predicted classes ``(n,)`` for images ``(n, 28, 28, 1)`` in [0, 1]."""
+    return predict_probabilities(model, x, batch_size).argmax(axis=1)
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+    """Fraction (0..1) of images classified as their label (``y`` integer or one-hot)."""
+    labels = to_int_labels(y)
+    if len(labels) != len(x):
+        raise ValueError(f"got {len(x)} images but {len(labels)} labels")
+    return float((predict_labels(model, x, batch_size) == labels).mean())
+
+
+def fgsm_accuracy_curve(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    epsilons: Iterable[float],
+    *,
+    attack_labels: str = "true",
+    loss_on: str = "logits",
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Accuracy under FGSM for each budget, as ``{eps_key(eps): accuracy}``.
+
+    FGSM's direction does not depend on eps, so it is computed once and reused: the
+    whole curve costs one gradient plus one forward pass per budget.
+
+    Args:
+        attack_labels: ``"true"`` attacks away from the true label (standard); ``"predicted"``
+            away from the model's own prediction (no label leaking).
+    """
+    if attack_labels not in ("true", "predicted"):
+        raise ValueError(f"attack_labels must be 'true' or 'predicted', got {attack_labels!r}")
+    x = validate_images(x)
+    labels = to_int_labels(y)
+    attack_y = labels if attack_labels == "true" else None
+    signs = fgsm_signs(model, x, attack_y, loss_on=loss_on, batch_size=batch_size)
+    return {
+        eps_key(eps): float(
+            (predict_labels(model, apply_signs(x, signs, eps), batch_size) == labels).mean()
+        )
+        for eps in epsilons
+    }
+
+
+def pgd_accuracy_curve(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    epsilons: Iterable[float],
+    **pgd_kwargs: object,
+) -> dict[str, float]:
+    """Accuracy under PGD (true labels) for each budget, ``{eps_key(eps): accuracy}``.
+
+    ``pgd_kwargs`` go to :func:`helpers.attacks.pgd` (``steps``, ``step_size``, ``restarts``...).
+    """
+    labels = to_int_labels(y)
+    curve = {}
+    for eps in epsilons:
+        x_adv = pgd(model, x, labels, eps, **pgd_kwargs) if eps > 0 else x
+        curve[eps_key(eps)] = accuracy(model, x_adv, labels)
+    return curve
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """``(10, 10)`` counts: row = true class, column = predicted class."""
+    return _sk_confusion_matrix(
+        to_int_labels(y_true), to_int_labels(y_pred), labels=np.arange(NUM_CLASSES)
+    )

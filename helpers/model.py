@@ -1,0 +1,75 @@
+"""The course's CNN, built so that attacks can reach its logits.
+
+Architecture (``width=1``)::
+
+    input (28, 28, 1)
+    Conv2D 32 3x3 ReLU -> MaxPooling2D 2x2 -> Conv2D 64 3x3 ReLU -> MaxPooling2D 2x2
+    -> Dropout 0.25 -> Flatten -> Dense 128 ReLU -> Dropout 0.5
+    Dense 10 "logits" -> Softmax "probabilities"
+
+The softmax is its own layer so that :func:`logits_model` can cut it off: an attack must
+take its loss on the logits, because a saturated softmax (outputs that round to exactly
+1.0 in float32) has zero gradient and makes an attack look weak.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from helpers.data import IMAGE_SHAPE, NUM_CLASSES
+
+LOGITS_LAYER = "logits"
+PROBABILITIES_LAYER = "probabilities"
+
+
+def build_cnn(width: int = 1, learning_rate: float = 1e-3, name: str = "cnn") -> keras.Model:
+    """Build and compile the CNN (Adam, categorical cross-entropy on the softmax output).
+
+    Args:
+        width: multiplies the number of filters and hidden units (1 = the reference CNN,
+            32/64 filters and 128 units). Wider models resist attacks better when trained
+            adversarially.
+        learning_rate: Adam's learning rate, > 0.
+        name: the model's name (shown in summaries).
+
+    Returns:
+        A compiled ``keras.Model`` mapping ``(n, 28, 28, 1)`` images in [0, 1] to ``(n, 10)``
+        class probabilities, with layers named ``"logits"`` and ``"probabilities"``.
+    """
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    x = keras.layers.Conv2D(32 * width, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(64 * width, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Dropout(0.25, name="dropout1")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(128 * width, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(0.5, name="dropout2")(x)
+    logits = keras.layers.Dense(NUM_CLASSES, name=LOGITS_LAYER)(x)
+    probabilities = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits)
+    model = keras.Model(inputs, probabilities, name=name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """A model sharing ``model``'s weights that outputs the pre-softmax logits ``(n, 10)``.
+
+    Raises ``ValueError`` for a model without a layer named ``"logits"``.
+    """
+    try:
+        logits = model.get_layer(LOGITS_LAYER).output
+    except ValueError as err:
+        raise ValueError(
+            f"model {model.name!r} has no layer named {LOGITS_LAYER!r}; build it with "
+            "helpers.model.build_cnn so attacks can take the loss on logits"
+        ) from err
+    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")

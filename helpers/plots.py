@@ -1,0 +1,209 @@
+"""The figures the notebooks show. Each function draws one figure and returns it.
+
+Images may be raw ``uint8`` (n, 28, 28) or model-ready ``float32`` (n, 28, 28, 1) in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from helpers.data import NUM_CLASSES, class_counts, to_int_labels
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _as_2d(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    return images[..., 0] if images.ndim == 4 else images
+
+
+def plot_sample_grid(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray | None = None,
+    n: int = 20,
+    ncols: int = 10,
+    title: str | None = None,
+) -> Figure:
+    """The first ``n`` images with their labels (and predictions: red when wrong)."""
+    images, labels = _as_2d(images)[:n], to_int_labels(labels)[:n]
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.45 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=images.max() or 1)
+        text, color = f"{labels[i]}", "black"
+        if predictions is not None:
+            pred = to_int_labels(predictions)[i]
+            text, color = f"{labels[i]} → {pred}", ("black" if pred == labels[i] else "crimson")
+        ax.set_title(text, fontsize=10, color=color)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_balance(y_train: np.ndarray, y_test: np.ndarray) -> Figure:
+    """Side-by-side bar chart of the share of each digit in the training and test sets."""
+    train, test = class_counts(y_train), class_counts(y_test)
+    digits = np.arange(NUM_CLASSES)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.4
+    ax.bar(digits - width / 2, train / train.sum(), width, label=f"train (n={train.sum():,})")
+    ax.bar(digits + width / 2, test / test.sum(), width, label=f"test (n={test.sum():,})")
+    ax.axhline(1 / NUM_CLASSES, color="gray", ls="--", lw=1, label="perfect balance")
+    ax.set(xticks=digits, xlabel="digit", ylabel="share of examples", title="Class balance")
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pixel_histogram(x_raw: np.ndarray) -> Figure:
+    """Histogram of raw pixel values (log scale): most pixels are 0 (background) or ~255."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(np.asarray(x_raw).ravel(), bins=64, color="steelblue")
+    ax.set(yscale="log", xlabel="pixel value (0 = white paper, 255 = ink)", ylabel="count")
+    ax.set_title("Pixel intensities")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: Mapping[str, Sequence[float]], title: str = "Training") -> Figure:
+    """Loss (left) and every ``*accuracy`` series (right) per epoch."""
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax_loss.plot(epochs, history["loss"], marker="o", label="training loss")
+    if "val_loss" in history:
+        ax_loss.plot(epochs, history["val_loss"], marker="o", label="validation loss")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    ax_loss.legend()
+    names = {
+        "accuracy": "train (clean part)",
+        "adv_accuracy": "train (adversarial part)",
+        "val_accuracy": "validation, clean",
+        "val_fgsm_accuracy": "validation, FGSM",
+        "val_pgd_accuracy": "validation, PGD",
+    }
+    for key, label in names.items():
+        if key in history:
+            ax_acc.plot(epochs, history[key], marker="o", label=label)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
+    ax_acc.legend(fontsize=9)
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm: np.ndarray, title: str = "Confusion matrix", ax=None) -> Figure:
+    """Heatmap of a ``(10, 10)`` confusion matrix (rows: true digit, columns: predicted)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    else:
+        fig = ax.figure
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, annot_kws={"size": 7})
+    ax.set(xlabel="predicted digit", ylabel="true digit", title=title)
+    return fig
+
+
+def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], ncols: int = 2) -> Figure:
+    """Several confusion matrices side by side, titled by the mapping's keys."""
+    n = len(matrices)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.8 * nrows), squeeze=False)
+    for ax, (title, cm) in zip(axes.flat, matrices.items(), strict=False):
+        plot_confusion_matrix(cm, title, ax=ax)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_adversarial_examples(
+    x: np.ndarray,
+    x_adv: np.ndarray,
+    probs_clean: np.ndarray,
+    probs_adv: np.ndarray,
+    y_true: np.ndarray,
+    n: int = 6,
+    title: str | None = None,
+) -> Figure:
+    """Columns of clean image / perturbation / adversarial image, with predictions.
+
+    Titles give the predicted digit and its probability; red marks a wrong prediction.
+    The perturbation is shown on a blue-red scale centred on 0.
+    """
+    x, x_adv = _as_2d(x)[:n], _as_2d(x_adv)[:n]
+    y_true = to_int_labels(y_true)[:n]
+    n = len(x)
+    delta = x_adv - x
+    bound = float(np.abs(delta).max()) or 1.0
+    fig, axes = plt.subplots(3, n, figsize=(1.9 * n, 6.3), squeeze=False)
+    for i in range(n):
+        for row, (img, probs) in enumerate([(x[i], probs_clean[i]), (None, None), (x_adv[i], probs_adv[i])]):
+            ax = axes[row, i]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if img is None:
+                ax.imshow(delta[i], cmap="RdBu_r", vmin=-bound, vmax=bound)
+                ax.set_title(f"noise ±{bound:.2f}", fontsize=9)
+                continue
+            ax.imshow(img, cmap="gray_r", vmin=0, vmax=1)
+            pred = int(np.argmax(probs))
+            color = "black" if pred == y_true[i] else "crimson"
+            ax.set_title(f"{pred} ({probs[pred]:.0%})", fontsize=10, color=color)
+    for row, label in enumerate(["clean", "perturbation", "adversarial"]):
+        axes[row, 0].set_ylabel(label, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_epsilon(
+    curves: Mapping[str, Mapping[str, float]],
+    title: str = "Accuracy under attack",
+    references: Mapping[str, tuple[float, float]] | None = None,
+    chance: bool = True,
+) -> Figure:
+    """One line per curve ``{label: {eps_key: accuracy}}`` against epsilon.
+
+    ``references`` are single published points ``{label: (eps, accuracy)}``, drawn as stars.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for label, curve in curves.items():
+        eps = np.array([float(k) for k in curve])
+        acc = np.array(list(curve.values()))
+        order = np.argsort(eps)
+        ax.plot(eps[order], acc[order], marker="o", ms=4, label=label)
+    for label, (eps, acc) in (references or {}).items():
+        ax.plot([eps], [acc], marker="*", ms=13, ls="none", label=label)
+    if chance:
+        ax.axhline(1 / NUM_CLASSES, color="gray", ls=":", lw=1, label="chance (10%)")
+    ax.set(xlabel="ε (L∞ budget, pixels in [0, 1])", ylabel="accuracy", ylim=(0, 1.02))
+    ax.set_title(title)
+    ax.legend(fontsize=9, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_probability_bars(probs: Mapping[str, np.ndarray], true_label: int) -> Figure:
+    """Bar charts of the ten class probabilities for several inputs (e.g. clean vs adversarial)."""
+    fig, axes = plt.subplots(1, len(probs), figsize=(4.2 * len(probs), 2.8), squeeze=False)
+    for ax, (label, p) in zip(axes.flat, probs.items(), strict=True):
+        colors = ["tab:green" if d == true_label else "tab:gray" for d in range(NUM_CLASSES)]
+        colors[int(np.argmax(p))] = "tab:green" if np.argmax(p) == true_label else "crimson"
+        ax.bar(np.arange(NUM_CLASSES), p, color=colors)
+        ax.set(xticks=np.arange(NUM_CLASSES), ylim=(0, 1), title=label, xlabel="digit")
+    axes.flat[0].set_ylabel("probability")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,66 @@
+"""The notebook series, and how to execute it with papermill at full or CI size.
+
+Full size means each notebook's own defaults (its ``parameters`` cell); CI size injects
+the small values below so that the whole series runs in a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from helpers.paths import NOTEBOOKS_DIR
+
+#: The course, in reading order. Later notebooks reuse what earlier ones saved.
+NOTEBOOKS: tuple[str, ...] = (
+    "01_data_and_preprocessing.ipynb",
+    "02_training_a_cnn.ipynb",
+    "03_fgsm_attack.ipynb",
+    "04_adversarial_training.ipynb",
+    "05_evaluation.ipynb",
+)
+
+_CI_REBUILD = {"REBUILD_N_TRAIN": 2000, "REBUILD_EPOCHS": 1}
+
+#: Small parameters for CI; every key must exist in that notebook's parameters cell.
+CI_PARAMETERS: dict[str, dict[str, Any]] = {
+    "01_data_and_preprocessing.ipynb": {},
+    "02_training_a_cnn.ipynb": {"N_TRAIN": 3000, "EPOCHS": 2},
+    "03_fgsm_attack.ipynb": {"N_TEST": 500, **_CI_REBUILD},
+    "04_adversarial_training.ipynb": {"N_TRAIN": 3000, "EPOCHS": 2, "MONITOR_PGD_STEPS": 5},
+    "05_evaluation.ipynb": {"N_TEST": 500, "N_PGD": 100, "PGD_RESTARTS": 1, **_CI_REBUILD},
+}
+
+
+def parameters_for(notebook: str, size: str) -> dict[str, Any]:
+    """Papermill parameters for ``notebook`` at ``size`` ``"full"`` (none) or ``"ci"``."""
+    if size not in ("full", "ci"):
+        raise ValueError(f"size must be 'full' or 'ci', got {size!r}")
+    if notebook not in CI_PARAMETERS:
+        raise ValueError(f"unknown notebook {notebook!r}; the series is {NOTEBOOKS}")
+    return {} if size == "full" else dict(CI_PARAMETERS[notebook])
+
+
+def run_notebook(
+    notebook: str, output_dir: Path, size: str = "ci", log_output: bool = False
+) -> tuple[Path, float]:
+    """Execute one notebook in a fresh ``python3`` kernel; return (executed copy, seconds).
+
+    Raises papermill's ``PapermillExecutionError`` (naming the failing cell) on any error.
+    """
+    import papermill
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    output = output_dir / notebook
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(NOTEBOOKS_DIR / notebook),
+        str(output),
+        parameters=parameters_for(notebook, size),
+        kernel_name="python3",
+        cwd=str(NOTEBOOKS_DIR),
+        log_output=log_output,
+        progress_bar=False,
+    )
+    return output, time.perf_counter() - start

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny models and small data, so unit tests stay fast."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from helpers.data import prepare_mnist
+from helpers.model import build_cnn
+from helpers.training import set_seed, train_model
+
+
+@pytest.fixture(autouse=True)
+def _scratch_artifacts(tmp_path, monkeypatch):
+    """Every test writes models/metrics into its own temporary folder."""
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(tmp_path / "artifacts"))
+
+
+@pytest.fixture(scope="session")
+def small_mnist():
+    """2,000 training and 500 test images of real MNIST (stratified, seeded)."""
+    return prepare_mnist(n_train=2000, n_test=500, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(small_mnist):
+    """The course CNN after 2 epochs on 1,800 images (~97% on its test subset)."""
+    set_seed(0)
+    model = build_cnn()
+    train_model(model, small_mnist.x_train, small_mnist.y_train, epochs=3, progress=False)
+    return model
+
+
+def tiny_smooth_model(seed: int = 0) -> keras.Model:
+    """A small dense classifier with tanh units (smooth, for finite differences).
+
+    It follows the course's convention (a "logits" layer, then a softmax layer), so the
+    attacks accept it like any Keras classifier built that way.
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(16, activation="tanh")(x)
+    logits = keras.layers.Dense(10, name="logits")(x)
+    return keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits))
+
+
+@pytest.fixture
+def random_images():
+    """Eight random images (8, 28, 28, 1) in [0, 1] and integer labels."""
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 1, (8, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 8)

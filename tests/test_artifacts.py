@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from helpers import artifacts
+from helpers.model import build_cnn
+from helpers.paths import PROJECT_ROOT, artifacts_dir
+
+
+def test_artifacts_folder_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(tmp_path / "x"))
+    assert artifacts_dir() == tmp_path / "x"
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", "build/somewhere")
+    assert artifacts_dir() == PROJECT_ROOT / "build" / "somewhere"
+    monkeypatch.delenv("MNIST_AD_ARTIFACTS")
+    assert artifacts_dir() == PROJECT_ROOT / "artifacts"
+
+
+def test_model_round_trip(random_images):
+    x, _ = random_images
+    model = build_cnn()
+    path = artifacts.save_model(model, "standard")
+    assert path.suffix == ".keras" and path.exists()
+    np.testing.assert_allclose(artifacts.load_model("standard")(x), model(x), rtol=1e-6)
+
+
+def test_missing_model_names_the_notebook_to_run():
+    with pytest.raises(FileNotFoundError, match="02_training_a_cnn.ipynb"):
+        artifacts.load_model("standard")
+
+
+def test_corrupt_model_is_reported():
+    path = artifacts.model_path("fgsm_at")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a keras file")
+    with pytest.raises(ValueError, match="corrupt.*04_adversarial_training"):
+        artifacts.load_model("fgsm_at")
+
+
+def test_load_or_train_trains_only_when_missing(capsys):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return build_cnn()
+
+    artifacts.load_or_train("standard", train)
+    assert "training one now" in capsys.readouterr().out
+    artifacts.load_or_train("standard", train)
+    assert calls == [1]
+
+
+def test_metrics_round_trip_and_errors():
+    artifacts.save_metrics("m", {"clean": 0.99, "fgsm": {"0.25": 0.3}})
+    assert artifacts.load_metrics("m")["fgsm"]["0.25"] == 0.3
+    with pytest.raises(FileNotFoundError):
+        artifacts.load_metrics("absent")
+    artifacts.metrics_path("bad").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        artifacts.load_metrics("bad")
+    with pytest.raises(ValueError, match="artifact names"):
+        artifacts.model_path("../escape")

@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_smooth_model
+
+from helpers import attacks
+from helpers.evaluation import accuracy, predict_labels
+
+
+@pytest.mark.parametrize("eps", [-0.01, 1.01, float("nan"), "a", None])
+def test_epsilon_outside_unit_interval_is_refused(eps, random_images):
+    x, y = random_images
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        attacks.fgsm(tiny_smooth_model(), x, y, eps=eps)
+
+
+def test_bad_images_are_refused(random_images):
+    x, y = random_images
+    model = tiny_smooth_model()
+    with pytest.raises(ValueError, match="raw 0..255"):
+        attacks.fgsm(model, x * 255, y)
+    with pytest.raises(ValueError, match="shape"):
+        attacks.pgd(model, x[..., 0], y)
+    with pytest.raises(ValueError, match="8 images but 3 labels"):
+        attacks.fgsm(model, x, y[:3])
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.25, 1.0])
+def test_fgsm_stays_in_budget_and_valid_range(eps, random_images):
+    x, y = random_images
+    x_adv = attacks.fgsm(tiny_smooth_model(), x, y, eps=eps)
+    assert x_adv.shape == x.shape and x_adv.dtype == np.float32
+    assert np.abs(x_adv - x).max() <= eps + 1e-6
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    if eps == 0.0:
+        np.testing.assert_array_equal(x_adv, x)
+
+
+def test_fgsm_sign_matches_finite_differences(random_images):
+    x, y = random_images
+    model = tiny_smooth_model()
+    signs = attacks.fgsm_signs(model, x[:2], y[:2])
+    net = attacks._compiled(model)["logits_model"]
+    onehot = tf.one_hot(y[:2], 10)
+
+    def loss(images):
+        logits = net(tf.constant(images))
+        return tf.nn.softmax_cross_entropy_with_logits(onehot, logits).numpy()
+
+    rng = np.random.default_rng(1)
+    checked = 0
+    for _ in range(40):
+        i, r, c = rng.integers(0, 2), rng.integers(0, 28), rng.integers(0, 28)
+        h = 1e-2
+        up, down = x[:2].copy(), x[:2].copy()
+        up[i, r, c, 0] += h
+        down[i, r, c, 0] -= h
+        numeric = (loss(up)[i] - loss(down)[i]) / (2 * h)
+        if abs(numeric) > 1e-3:  # skip derivatives too small to resolve in float32
+            assert np.sign(numeric) == signs[i, r, c, 0]
+            checked += 1
+    assert checked >= 20
+
+
+def test_fgsm_lowers_accuracy_of_a_trained_model(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test, small_mnist.y_test
+    clean = accuracy(trained_cnn, x, y)
+    attacked = accuracy(trained_cnn, attacks.fgsm(trained_cnn, x, y, eps=0.25), y)
+    assert clean > 0.9
+    assert attacked < clean - 0.4
+
+
+def test_targeted_fgsm_moves_towards_the_target(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
+    target = (y + 1) % 10
+    before = (predict_labels(trained_cnn, x) == target).mean()
+    x_adv = attacks.fgsm(trained_cnn, x, target, eps=0.25, targeted=True)
+    after = (predict_labels(trained_cnn, x_adv) == target).mean()
+    assert after > before + 0.05
+    with pytest.raises(ValueError, match="target labels"):
+        attacks.fgsm(trained_cnn, x, None, targeted=True)
+
+
+def test_loss_on_saturated_probabilities_gives_zero_gradients(random_images):
+    x, y = random_images
+    model = tiny_smooth_model()
+    layer = model.get_layer("logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * 300, bias])  # huge logits: softmax rounds to exactly 0 and 1
+    predicted = predict_labels(model, x)
+    dead_probs = attacks.zero_gradient_share(attacks.fgsm_signs(model, x, predicted, loss_on="probabilities"))
+    dead_logits = attacks.zero_gradient_share(attacks.fgsm_signs(model, x, predicted, loss_on="logits"))
+    assert dead_probs["images"] == 1.0
+    assert dead_logits["images"] == 0.0
+
+
+def test_pgd_stays_in_budget_and_range(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:64], small_mnist.y_test[:64]
+    x_adv = attacks.pgd(trained_cnn, x, y, eps=0.1, steps=5, restarts=2, batch_size=20)
+    assert np.abs(x_adv - x).max() <= 0.1 + 1e-6
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+def test_pgd_one_full_step_without_random_start_is_fgsm(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    via_pgd = attacks.pgd(trained_cnn, x, y, eps=0.2, steps=1, step_size=0.2, random_start=False)
+    np.testing.assert_allclose(via_pgd, attacks.fgsm(trained_cnn, x, y, eps=0.2), atol=1e-6)
+
+
+def test_more_steps_and_restarts_never_help_the_model(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
+
+    def acc(**kw):
+        return accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, eps=0.1, seed=3, **kw), y)
+
+    few, many = acc(steps=3, step_size=0.05), acc(steps=20, step_size=0.05)
+    one_restart, three_restarts = acc(steps=3, step_size=0.05, restarts=1), acc(
+        steps=3, step_size=0.05, restarts=3
+    )
+    assert many <= few
+    assert three_restarts <= one_restart
+    assert acc(steps=20, step_size=0.01) <= accuracy(trained_cnn, x, y) - 0.2
+
+
+def test_bim_is_pgd_without_random_start(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:50], small_mnist.y_test[:50]
+    np.testing.assert_allclose(
+        attacks.bim(trained_cnn, x, y, eps=0.2, steps=4),
+        attacks.pgd(trained_cnn, x, y, eps=0.2, steps=4, step_size=0.05, random_start=False),
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"steps": 0}, {"restarts": 0}, {"step_size": 0.0}, {"batch_size": 0}]
+)
+def test_pgd_rejects_bad_settings(kwargs, random_images):
+    x, y = random_images
+    with pytest.raises(ValueError):
+        attacks.pgd(tiny_smooth_model(), x, y, **kwargs)

@@ -1,0 +1,65 @@
+"""Cheap checks on the notebooks as files: structure, parameters, no committed outputs."""
+
+import ast
+import json
+
+import pytest
+
+from helpers.paths import NOTEBOOKS_DIR
+from helpers.series import CI_PARAMETERS, NOTEBOOKS
+
+PATHS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_series_lists_every_notebook_in_order():
+    assert [p.name for p in PATHS] == list(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_exactly_one_parameters_cell_first(path):
+    """Without the tag papermill ignores CI overrides and silently runs at full size."""
+    cells = code_cells(load(path))
+    tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    assert cells[0] is tagged[0], "the parameters cell must be the first code cell"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_ci_overrides_exist_in_the_parameters_cell(path):
+    source = "".join(code_cells(load(path))[0]["source"])
+    defined = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert "SEED" in defined
+    missing = set(CI_PARAMETERS[path.name]) - defined
+    assert not missing, f"{path.name}: CI overrides {missing} are not parameters"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_setup_cell_follows_parameters(path):
+    setup = "".join(code_cells(load(path))[1]["source"])
+    for needed in ("%load_ext autoreload", "%autoreload 2", "set_seed(SEED)"):
+        assert needed in setup, f"{path.name}: setup cell lacks {needed!r}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    for cell in code_cells(load(path)):
+        assert cell["outputs"] == [] and cell["execution_count"] is None, (
+            f"{path.name} has outputs: run `make strip`"
+        )
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_kernel_and_textbook_shape(path):
+    nb = load(path)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for heading in ("**What you will learn**", "## Summary", "## Exercises"):
+        assert heading in markdown, f"{path.name} lacks {heading!r}"

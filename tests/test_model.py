@@ -1,0 +1,33 @@
+import keras
+import numpy as np
+import pytest
+
+from helpers.model import build_cnn, logits_model
+
+
+def test_cnn_outputs_probabilities_from_a_logits_layer(random_images):
+    x, _ = random_images
+    model = build_cnn()
+    probs = model(x).numpy()
+    assert probs.shape == (8, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    logits = logits_model(model)(x).numpy()
+    np.testing.assert_allclose(keras.ops.softmax(logits).numpy(), probs, rtol=1e-5, atol=1e-7)
+    assert [layer.name for layer in model.layers[-2:]] == ["logits", "probabilities"]
+
+
+def test_width_scales_capacity():
+    assert build_cnn(width=2).count_params() > 2 * build_cnn().count_params()
+
+
+@pytest.mark.parametrize("kwargs", [{"width": 0}, {"width": 1.5}, {"learning_rate": 0}])
+def test_invalid_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        build_cnn(**kwargs)
+
+
+def test_logits_model_needs_a_logits_layer():
+    inputs = keras.Input((28, 28, 1))
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+    with pytest.raises(ValueError, match="no layer named 'logits'"):
+        logits_model(keras.Model(inputs, outputs))

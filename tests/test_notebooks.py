@@ -1,0 +1,45 @@
+"""Execute every notebook in order, in a fresh kernel, at CI size (papermill).
+
+The executed copies land in build/ci/executed/, where `make nbval` re-runs them and
+compares the outputs of cells marked NBVAL_CHECK_OUTPUT.
+"""
+
+import json
+
+import pytest
+
+from helpers.paths import PROJECT_ROOT
+from helpers.series import NOTEBOOKS, run_notebook
+
+EXECUTED = PROJECT_ROOT / "build" / "ci" / "executed"
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.fixture(autouse=True)
+def _shared_artifacts(monkeypatch):
+    """Notebooks hand models to each other: one artifacts folder for the whole series."""
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(PROJECT_ROOT / "build" / "ci" / "artifacts"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_runs_at_ci_size(notebook):
+    output, seconds = run_notebook(notebook, EXECUTED, size="ci")
+    nb = json.loads(output.read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1, "papermill did not inject the CI parameters"
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    print(f"{notebook}: {seconds:.0f} s")
+
+
+def test_series_results_assemble(monkeypatch):
+    """After the series, the metrics that `make reproduce` collects are complete and sane."""
+    from helpers.reproduce import collect_metrics, results_table, run_info
+
+    metrics = collect_metrics(run_info("ci"), {})
+    for name in ("standard", "fgsm_at"):
+        m = metrics["models"][name]
+        values = [m["clean"], *m["fgsm"].values(), *m["pgd"].values()]
+        assert all(0.0 <= v <= 1.0 for v in values)
+        assert m["fgsm"]["0"] == m["clean"]
+    assert "Not a full-size run" in results_table(metrics)

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from helpers import reproduce
+from helpers.paths import RESULTS_DIR
+
+SAMPLE = {
+    "run": {"date": "2026-01-01 00:00 UTC", "machine": "test CPU, 2 cores", "commit": "abc",
+            "seed": 0, "tensorflow": "2.21.0", "full_size": True},
+    "evaluation": {"n_test": 10000, "n_pgd": 2000, "eps": 0.25,
+                   "pgd": {"steps": 40, "step_size": 0.01, "restarts": 1}},
+    "models": {
+        "standard": {"clean": 0.9921, "fgsm": {"0.25": 0.2}, "pgd": {"0.25": 0.0}, "train_seconds": 300, "epochs": 12},
+        "fgsm_at": {"clean": 0.99, "fgsm": {"0.25": 0.97}, "pgd": {"0.25": 0.5}, "train_seconds": 600, "epochs": 12},
+    },
+}
+
+
+def test_table_puts_reference_beside_measured():
+    table = reproduce.results_table(SAMPLE)
+    lines = table.splitlines()
+    assert lines[0].startswith("| model | clean | FGSM ε=0.25 | PGD-40 ε=0.25")
+    assert "| reference: standard CNN | 99.2% | 72.2% |" in table
+    assert "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 5.0 min (12 epochs) |" in table
+    assert "| **ours: FGSM adversarially trained CNN** | 99.0% | 97.0% | 50.0% |" in table
+    assert "Not a full-size run" not in table
+
+
+def test_update_readme_replaces_only_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{reproduce.TABLE_START}\nold\n{reproduce.TABLE_END}\noutro\n")
+    assert reproduce.update_readme("NEW", readme)
+    assert readme.read_text() == f"intro\n{reproduce.TABLE_START}\nNEW\n{reproduce.TABLE_END}\noutro\n"
+    assert not reproduce.update_readme("NEW", readme)
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        reproduce.update_readme("x", readme)
+
+
+def test_readme_table_is_generated_from_committed_metrics():
+    """The README shows exactly what results/metrics.json says (run `make readme`)."""
+    metrics_file = RESULTS_DIR / "metrics.json"
+    assert metrics_file.exists(), "results/metrics.json is missing: run `make reproduce`"
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["run"]["full_size"], "the committed results must come from a full-size run"
+    readme = reproduce.README.read_text()
+    assert reproduce.results_table(metrics) in readme, "README table is stale: run `make readme`"

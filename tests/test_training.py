@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+from conftest import tiny_smooth_model
+
+from helpers import attacks
+from helpers.evaluation import accuracy
+from helpers.model import build_cnn
+from helpers.training import set_seed, train_model
+
+
+def test_history_has_one_entry_per_epoch(small_mnist):
+    d = small_mnist
+    set_seed(0)
+    history = train_model(
+        build_cnn(), d.x_train[:600], d.y_train[:600], epochs=2, progress=False,
+        validation_data=(d.x_val, d.y_val), monitor_eps=0.1,
+    )
+    assert set(history) == {"loss", "accuracy", "epoch_seconds", "val_accuracy", "val_fgsm_accuracy"}
+    assert all(len(v) == 2 for v in history.values())
+    assert history["loss"][1] < history["loss"][0]
+
+
+def test_same_seed_same_model(small_mnist):
+    d = small_mnist
+    weights = []
+    for _ in range(2):
+        set_seed(7)
+        model = build_cnn()
+        train_model(model, d.x_train[:300], d.y_train[:300], epochs=1, defense="fgsm", progress=False, seed=7)
+        weights.append(model.get_layer("logits").get_weights()[0])
+    np.testing.assert_array_equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("defense", ["fgsm", "fgsm_rs", "pgd"])
+def test_adversarial_training_reports_both_halves(defense, random_images):
+    x, y = random_images
+    model = tiny_smooth_model()
+    model.compile(optimizer="adam")
+    history = train_model(
+        model, np.repeat(x, 4, 0), np.repeat(y, 4), epochs=1, batch_size=16, defense=defense,
+        eps=0.1, adv_fraction=0.5, pgd_steps=2, progress=False,
+        validation_data=(x, y), monitor_eps=0.1, monitor_pgd_steps=2,
+    )
+    for key in ("accuracy", "adv_accuracy", "val_fgsm_accuracy", "val_pgd_accuracy"):
+        assert 0.0 <= history[key][0] <= 1.0
+
+
+def test_fgsm_training_makes_the_model_resist_fgsm(small_mnist, trained_cnn):
+    d = small_mnist
+    set_seed(0)
+    defended = build_cnn()
+    train_model(defended, d.x_train, d.y_train, epochs=3, defense="fgsm", eps=0.25, progress=False)
+
+    def fgsm_accuracy(model):
+        return accuracy(model, attacks.fgsm(model, d.x_test, d.y_test, 0.25), d.y_test)
+
+    assert fgsm_accuracy(defended) > fgsm_accuracy(trained_cnn) + 0.2
+    assert accuracy(defended, d.x_test, d.y_test) > 0.85
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"defense": "magic"}, "defense"),
+        ({"eps": 2.0}, r"\[0, 1\]"),
+        ({"defense": "fgsm", "adv_fraction": 0.0}, "adv_fraction"),
+        ({"monitor_eps": 0.1}, "validation_data"),
+    ],
+)
+def test_invalid_arguments_raise(kwargs, message, random_images):
+    x, y = random_images
+    with pytest.raises(ValueError, match=message):
+        train_model(build_cnn(), x, y, **{"epochs": 1, "progress": False, **kwargs})
+
+
+def test_refuses_unscaled_images(random_images):
+    x, y = random_images
+    with pytest.raises(ValueError, match="raw 0..255"):
+        train_model(build_cnn(), x * 255, y, epochs=1, progress=False)
