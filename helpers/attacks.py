@@ -17,6 +17,7 @@ gradient and the attack looks far weaker than it is.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 from typing import Literal
@@ -28,12 +29,14 @@ import tensorflow as tf
 from helpers.data import NUM_CLASSES, one_hot, to_int_labels, validate_images
 from helpers.model import logits_model
 
+# Each model gets its own compiled functions (traced once per model). Notebooks that build
+# several models in a loop would otherwise print TensorFlow's "retracing" warning.
+tf.get_logger().setLevel(logging.ERROR)
+
 LossOn = Literal["logits", "probabilities"]
 _PROBABILITY_EPSILON = 1e-7  # Keras 2's clipping constant for cross-entropy on probabilities
 
-_COMPILED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable]] = (
-    weakref.WeakKeyDictionary()
-)
+_COMPILED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable]] = weakref.WeakKeyDictionary()
 
 
 def validate_epsilon(eps: float, name: str = "eps") -> float:

@@ -12,7 +12,6 @@ from helpers.attacks import apply_signs, fgsm_signs, pgd, predict_probabilities,
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
 
 
-
 def eps_key(eps: float) -> str:
     """The JSON key for a budget: ``0.25 -> "0.25"``, ``0.1 -> "0.1"``, ``0 -> "0"``."""
     return format(round(validate_epsilon(eps), 6), "g")

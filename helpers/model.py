@@ -73,3 +73,18 @@ def logits_model(model: keras.Model) -> keras.Model:
             "helpers.model.build_cnn so attacks can take the loss on logits"
         ) from err
     return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+
+
+def with_logit_scale(model: keras.Model, scale: float) -> keras.Model:
+    """The same classifier with its logits multiplied by ``scale`` (shared weights).
+
+    Predictions (the arg-max) do not change, but the softmax becomes more confident for
+    ``scale > 1``: a controlled way to study how saturation affects attacks. The result
+    follows the course's convention ("logits" layer, then "probabilities").
+    """
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    logits = keras.layers.Rescaling(scale, name=LOGITS_LAYER)(logits_model(model)(inputs))
+    probabilities = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits)
+    return keras.Model(inputs, probabilities, name=f"{model.name}_x{scale:g}")

@@ -149,7 +149,9 @@ def plot_adversarial_examples(
     bound = float(np.abs(delta).max()) or 1.0
     fig, axes = plt.subplots(3, n, figsize=(1.9 * n, 6.3), squeeze=False)
     for i in range(n):
-        for row, (img, probs) in enumerate([(x[i], probs_clean[i]), (None, None), (x_adv[i], probs_adv[i])]):
+        for row, (img, probs) in enumerate(
+            [(x[i], probs_clean[i]), (None, None), (x_adv[i], probs_adv[i])]
+        ):
             ax = axes[row, i]
             ax.set_xticks([])
             ax.set_yticks([])
@@ -205,5 +207,25 @@ def plot_probability_bars(probs: Mapping[str, np.ndarray], true_label: int) -> F
         ax.bar(np.arange(NUM_CLASSES), p, color=colors)
         ax.set(xticks=np.arange(NUM_CLASSES), ylim=(0, 1), title=label, xlabel="digit")
     axes.flat[0].set_ylabel("probability")
+    fig.tight_layout()
+    return fig
+
+
+def plot_series(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    hlines: Mapping[str, float] | None = None,
+) -> Figure:
+    """A few named series against a common x axis, with optional labelled horizontal lines."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for label, values in series.items():
+        ax.plot(x, values, marker="o", label=label)
+    for label, y in (hlines or {}).items():
+        ax.axhline(y, color="gray", ls="--", lw=1, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 1.02))
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig

@@ -53,11 +53,17 @@ def _git_commit() -> str:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -192,7 +198,9 @@ def run_series(size: str, executed_dir: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Reproduce the course's results.")
     parser.add_argument("--size", choices=["full", "ci"], default="full")
-    parser.add_argument("--readme-only", action="store_true", help="only regenerate the README table")
+    parser.add_argument(
+        "--readme-only", action="store_true", help="only regenerate the README table"
+    )
     args = parser.parse_args(argv)
 
     if args.readme_only:
@@ -207,10 +215,11 @@ def main(argv: list[str] | None = None) -> int:
 
     artifacts = artifacts_dir()
     results = RESULTS_DIR if args.size == "full" else PROJECT_ROOT / "build" / "quick" / "results"
+    info = run_info(args.size)  # before the run: the commit that produced the results
     start = time.perf_counter()
     seconds = run_series(args.size, artifacts / "executed")
     seconds["total"] = time.perf_counter() - start
-    metrics = collect_metrics(run_info(args.size), seconds)
+    metrics = collect_metrics(info, seconds)
 
     results.mkdir(parents=True, exist_ok=True)
     (results / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -218,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(figure, results / figure.name)
     table = results_table(metrics)
     print("\n" + table + "\n")
-    print(f"wrote {results / 'metrics.json'} and the figures; executed notebooks in {artifacts / 'executed'}")
+    print(f"wrote {results / 'metrics.json'} and the figures")
+    print(f"executed notebooks kept in {artifacts / 'executed'}")
     if args.size == "full":
         update_readme(table)
         print("README table updated from results/metrics.json")

@@ -16,6 +16,7 @@ and runs the model in inference mode (no dropout); the weight update runs in tra
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Literal
 
@@ -31,6 +32,25 @@ from helpers.model import logits_model
 
 Defense = Literal["none", "fgsm", "fgsm_rs", "pgd"]
 DEFENSES: tuple[str, ...] = ("none", "fgsm", "fgsm_rs", "pgd")
+Schedule = Literal["constant", "cosine", "one_cycle"]
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "one_cycle")
+
+
+def learning_rate_at(progress: float, base: float, schedule: Schedule) -> float:
+    """Learning rate after a fraction ``progress`` (0..1) of training.
+
+    - ``"constant"``: ``base`` throughout;
+    - ``"cosine"``: from ``base`` down to 0 along half a cosine;
+    - ``"one_cycle"``: linearly up from 0 to ``base`` over the first 40%, then down to 0
+      (the cyclic schedule of fast adversarial training).
+    """
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "one_cycle":
+        return base * (progress / 0.4 if progress < 0.4 else (1.0 - progress) / 0.6)
+    raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
 def set_seed(seed: int, deterministic_ops: bool = True) -> None:
@@ -46,7 +66,9 @@ def set_seed(seed: int, deterministic_ops: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _check_training_inputs(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_training_inputs(
+    x: np.ndarray, y: np.ndarray, name: str
+) -> tuple[np.ndarray, np.ndarray]:
     x = validate_images(x, name=f"x_{name}")
     labels = to_int_labels(y)
     if len(labels) != len(x):
@@ -132,6 +154,7 @@ def train_model(
     monitor_eps: float | None = None,
     monitor_pgd_steps: int = 0,
     monitor_size: int = 500,
+    lr_schedule: Schedule = "constant",
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, list[float]]:
@@ -152,6 +175,8 @@ def train_model(
             ``monitor_eps``, step ``2.5 * eps / steps``) on the first ``monitor_size``
             validation images (``val_pgd_accuracy``) -- the early warning for
             catastrophic overfitting of single-step training.
+        lr_schedule: ``"constant"``, ``"cosine"`` or ``"one_cycle"``, applied per step to the
+            learning rate the model was compiled with (see :func:`learning_rate_at`).
         seed: seeds the shuffling and the random starts.
         progress: show a progress bar.
 
@@ -161,6 +186,8 @@ def train_model(
         where they apply). Accuracies are fractions in [0, 1]; ``accuracy`` is on the clean
         part of the training batches, ``adv_accuracy`` on their adversarial part.
     """
+    if lr_schedule not in SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
     if defense not in DEFENSES:
         raise ValueError(f"defense must be one of {DEFENSES}, got {defense!r}")
     if not isinstance(epochs, int) or epochs < 1:
@@ -192,12 +219,19 @@ def train_model(
         .prefetch(tf.data.AUTOTUNE)
     )
     steps_per_epoch = -(-len(x_train) // batch_size)
+    total_steps = epochs * steps_per_epoch
+    base_lr = float(model.optimizer.learning_rate.numpy())
+    step_count = 0
     history: dict[str, list[float]] = {}
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"training ({defense})", disable=not progress)
-    for epoch in range(1, epochs + 1):
+    for _ in range(epochs):
         start = time.perf_counter()
         loss_sum, clean_correct, adv_correct, n_adv_total = 0.0, 0.0, 0.0, 0
         for x_batch, y_batch in dataset:
+            if lr_schedule != "constant":
+                lr = learning_rate_at(step_count / total_steps, base_lr, lr_schedule)
+                model.optimizer.learning_rate.assign(lr)
+            step_count += 1
             loss, clean_c, adv_c, n_adv = step(x_batch, y_batch)
             loss_sum += float(loss) * len(x_batch)
             clean_correct += float(clean_c)
@@ -234,6 +268,8 @@ def train_model(
             {k: f"{v:.3f}" for k, v in record.items() if k != "epoch_seconds"}, refresh=True
         )
     bar.close()
+    if lr_schedule != "constant":
+        model.optimizer.learning_rate.assign(base_lr)
     return history
 
 
@@ -241,9 +277,10 @@ def train_on_mnist(
     defense: Defense = "none",
     *,
     n_train: int | None = None,
-    epochs: int = 12,
+    epochs: int = 15,
     batch_size: int = 128,
     width: int = 1,
+    lr_schedule: Schedule = "cosine",
     seed: int = 0,
     **train_kwargs: object,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
@@ -266,6 +303,7 @@ def train_on_mnist(
         epochs=epochs,
         batch_size=batch_size,
         defense=defense,
+        lr_schedule=lr_schedule,
         validation_data=(data.x_val, data.y_val),
         seed=seed,
         **train_kwargs,

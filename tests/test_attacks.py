@@ -82,14 +82,18 @@ def test_targeted_fgsm_moves_towards_the_target(trained_cnn, small_mnist):
 
 
 def test_loss_on_saturated_probabilities_gives_zero_gradients(random_images):
-    x, y = random_images
+    x, _ = random_images
     model = tiny_smooth_model()
     layer = model.get_layer("logits")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel * 300, bias])  # huge logits: softmax rounds to exactly 0 and 1
     predicted = predict_labels(model, x)
-    dead_probs = attacks.zero_gradient_share(attacks.fgsm_signs(model, x, predicted, loss_on="probabilities"))
-    dead_logits = attacks.zero_gradient_share(attacks.fgsm_signs(model, x, predicted, loss_on="logits"))
+    dead_probs = attacks.zero_gradient_share(
+        attacks.fgsm_signs(model, x, predicted, loss_on="probabilities")
+    )
+    dead_logits = attacks.zero_gradient_share(
+        attacks.fgsm_signs(model, x, predicted, loss_on="logits")
+    )
     assert dead_probs["images"] == 1.0
     assert dead_logits["images"] == 0.0
 
@@ -114,8 +118,9 @@ def test_more_steps_and_restarts_never_help_the_model(trained_cnn, small_mnist):
         return accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, eps=0.1, seed=3, **kw), y)
 
     few, many = acc(steps=3, step_size=0.05), acc(steps=20, step_size=0.05)
-    one_restart, three_restarts = acc(steps=3, step_size=0.05, restarts=1), acc(
-        steps=3, step_size=0.05, restarts=3
+    one_restart, three_restarts = (
+        acc(steps=3, step_size=0.05, restarts=1),
+        acc(steps=3, step_size=0.05, restarts=3),
     )
     assert many <= few
     assert three_restarts <= one_restart

@@ -140,10 +140,10 @@ def test_validate_images_explains_what_is_wrong(images, message):
 def test_splits_are_stratified_and_disjoint():
     x = np.arange(1000, dtype=np.float32)
     y = np.repeat(np.arange(10), 100)
-    x_tr, y_tr, x_val, y_val = data.train_validation_split(x, y, 0.2, seed=1)
+    x_tr, _, x_val, y_val = data.train_validation_split(x, y, 0.2, seed=1)
     assert len(x_val) == 200 and data.class_counts(y_val).tolist() == [20] * 10
     assert not set(x_tr.tolist()) & set(x_val.tolist())
-    x_sub, y_sub = data.stratified_subset(x, y, 50, seed=1)
+    _, y_sub = data.stratified_subset(x, y, 50, seed=1)
     assert data.class_counts(y_sub).tolist() == [5] * 10
     with pytest.raises(ValueError):
         data.train_validation_split(x, y, 1.0)

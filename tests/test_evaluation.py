@@ -5,7 +5,12 @@ from helpers import attacks, evaluation
 
 
 def test_eps_key_formats_budgets():
-    assert [evaluation.eps_key(e) for e in (0, 0.1, 0.25, 0.30000000000000004)] == ["0", "0.1", "0.25", "0.3"]
+    assert [evaluation.eps_key(e) for e in (0, 0.1, 0.25, 0.30000000000000004)] == [
+        "0",
+        "0.1",
+        "0.25",
+        "0.3",
+    ]
     with pytest.raises(ValueError):
         evaluation.eps_key(-1)
 

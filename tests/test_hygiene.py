@@ -35,7 +35,12 @@ def test_exactly_one_parameters_cell_first(path):
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
 def test_ci_overrides_exist_in_the_parameters_cell(path):
     source = "".join(code_cells(load(path))[0]["source"])
-    defined = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets}
+    defined = {
+        t.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+    }
     assert "SEED" in defined
     missing = set(CI_PARAMETERS[path.name]) - defined
     assert not missing, f"{path.name}: CI overrides {missing} are not parameters"

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.model import build_cnn, logits_model
+from helpers.model import build_cnn, logits_model, with_logit_scale
 
 
 def test_cnn_outputs_probabilities_from_a_logits_layer(random_images):
@@ -31,3 +31,14 @@ def test_logits_model_needs_a_logits_layer():
     outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
     with pytest.raises(ValueError, match="no layer named 'logits'"):
         logits_model(keras.Model(inputs, outputs))
+
+
+def test_logit_scale_keeps_predictions_and_sharpens_probabilities(random_images):
+    x, _ = random_images
+    model = build_cnn()
+    sharper = with_logit_scale(model, 5.0)
+    np.testing.assert_allclose(logits_model(sharper)(x), 5.0 * logits_model(model)(x), rtol=1e-5)
+    assert (sharper(x).numpy().argmax(1) == model(x).numpy().argmax(1)).all()
+    assert sharper(x).numpy().max(1).mean() > model(x).numpy().max(1).mean()
+    with pytest.raises(ValueError):
+        with_logit_scale(model, 0)

@@ -6,13 +6,35 @@ from helpers import reproduce
 from helpers.paths import RESULTS_DIR
 
 SAMPLE = {
-    "run": {"date": "2026-01-01 00:00 UTC", "machine": "test CPU, 2 cores", "commit": "abc",
-            "seed": 0, "tensorflow": "2.21.0", "full_size": True},
-    "evaluation": {"n_test": 10000, "n_pgd": 2000, "eps": 0.25,
-                   "pgd": {"steps": 40, "step_size": 0.01, "restarts": 1}},
+    "run": {
+        "date": "2026-01-01 00:00 UTC",
+        "machine": "test CPU, 2 cores",
+        "commit": "abc",
+        "seed": 0,
+        "tensorflow": "2.21.0",
+        "full_size": True,
+    },
+    "evaluation": {
+        "n_test": 10000,
+        "n_pgd": 2000,
+        "eps": 0.25,
+        "pgd": {"steps": 40, "step_size": 0.01, "restarts": 1},
+    },
     "models": {
-        "standard": {"clean": 0.9921, "fgsm": {"0.25": 0.2}, "pgd": {"0.25": 0.0}, "train_seconds": 300, "epochs": 12},
-        "fgsm_at": {"clean": 0.99, "fgsm": {"0.25": 0.97}, "pgd": {"0.25": 0.5}, "train_seconds": 600, "epochs": 12},
+        "standard": {
+            "clean": 0.9921,
+            "fgsm": {"0.25": 0.2},
+            "pgd": {"0.25": 0.0},
+            "train_seconds": 300,
+            "epochs": 12,
+        },
+        "fgsm_at": {
+            "clean": 0.99,
+            "fgsm": {"0.25": 0.97},
+            "pgd": {"0.25": 0.5},
+            "train_seconds": 600,
+            "epochs": 12,
+        },
     },
 }
 
@@ -31,7 +53,9 @@ def test_update_readme_replaces_only_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{reproduce.TABLE_START}\nold\n{reproduce.TABLE_END}\noutro\n")
     assert reproduce.update_readme("NEW", readme)
-    assert readme.read_text() == f"intro\n{reproduce.TABLE_START}\nNEW\n{reproduce.TABLE_END}\noutro\n"
+    assert (
+        readme.read_text() == f"intro\n{reproduce.TABLE_START}\nNEW\n{reproduce.TABLE_END}\noutro\n"
+    )
     assert not reproduce.update_readme("NEW", readme)
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):

@@ -12,10 +12,21 @@ def test_history_has_one_entry_per_epoch(small_mnist):
     d = small_mnist
     set_seed(0)
     history = train_model(
-        build_cnn(), d.x_train[:600], d.y_train[:600], epochs=2, progress=False,
-        validation_data=(d.x_val, d.y_val), monitor_eps=0.1,
+        build_cnn(),
+        d.x_train[:600],
+        d.y_train[:600],
+        epochs=2,
+        progress=False,
+        validation_data=(d.x_val, d.y_val),
+        monitor_eps=0.1,
     )
-    assert set(history) == {"loss", "accuracy", "epoch_seconds", "val_accuracy", "val_fgsm_accuracy"}
+    assert set(history) == {
+        "loss",
+        "accuracy",
+        "epoch_seconds",
+        "val_accuracy",
+        "val_fgsm_accuracy",
+    }
     assert all(len(v) == 2 for v in history.values())
     assert history["loss"][1] < history["loss"][0]
 
@@ -26,7 +37,15 @@ def test_same_seed_same_model(small_mnist):
     for _ in range(2):
         set_seed(7)
         model = build_cnn()
-        train_model(model, d.x_train[:300], d.y_train[:300], epochs=1, defense="fgsm", progress=False, seed=7)
+        train_model(
+            model,
+            d.x_train[:300],
+            d.y_train[:300],
+            epochs=1,
+            defense="fgsm",
+            progress=False,
+            seed=7,
+        )
         weights.append(model.get_layer("logits").get_weights()[0])
     np.testing.assert_array_equal(weights[0], weights[1])
 
@@ -37,9 +56,19 @@ def test_adversarial_training_reports_both_halves(defense, random_images):
     model = tiny_smooth_model()
     model.compile(optimizer="adam")
     history = train_model(
-        model, np.repeat(x, 4, 0), np.repeat(y, 4), epochs=1, batch_size=16, defense=defense,
-        eps=0.1, adv_fraction=0.5, pgd_steps=2, progress=False,
-        validation_data=(x, y), monitor_eps=0.1, monitor_pgd_steps=2,
+        model,
+        np.repeat(x, 4, 0),
+        np.repeat(y, 4),
+        epochs=1,
+        batch_size=16,
+        defense=defense,
+        eps=0.1,
+        adv_fraction=0.5,
+        pgd_steps=2,
+        progress=False,
+        validation_data=(x, y),
+        monitor_eps=0.1,
+        monitor_pgd_steps=2,
     )
     for key in ("accuracy", "adv_accuracy", "val_fgsm_accuracy", "val_pgd_accuracy"):
         assert 0.0 <= history[key][0] <= 1.0
