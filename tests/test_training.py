@@ -5,7 +5,7 @@ from conftest import tiny_smooth_model
 from helpers import attacks
 from helpers.evaluation import accuracy
 from helpers.model import build_cnn
-from helpers.training import set_seed, train_model
+from helpers.training import learning_rate_at, set_seed, train_model
 
 
 def test_history_has_one_entry_per_epoch(small_mnist):
@@ -78,7 +78,9 @@ def test_fgsm_training_makes_the_model_resist_fgsm(small_mnist, trained_cnn):
     d = small_mnist
     set_seed(0)
     defended = build_cnn()
-    train_model(defended, d.x_train, d.y_train, epochs=3, defense="fgsm", eps=0.25, progress=False)
+    train_model(
+        defended, d.x_train, d.y_train, epochs=4, batch_size=32, defense="fgsm", progress=False
+    )
 
     def fgsm_accuracy(model):
         return accuracy(model, attacks.fgsm(model, d.x_test, d.y_test, 0.25), d.y_test)
@@ -108,3 +110,26 @@ def test_refuses_unscaled_images(random_images):
     x, y = random_images
     with pytest.raises(ValueError, match="raw 0..255"):
         train_model(build_cnn(), x * 255, y, epochs=1, progress=False)
+
+
+def test_learning_rate_schedules():
+    assert learning_rate_at(0.0, 1e-3, "cosine") == pytest.approx(1e-3)
+    assert learning_rate_at(1.0, 1e-3, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate_at(0.5, 1e-3, "constant") == 1e-3
+    assert learning_rate_at(0.4, 1e-3, "one_cycle") == pytest.approx(1e-3)
+    assert learning_rate_at(0.2, 1e-3, "one_cycle") == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate_at(0.5, 1e-3, "sawtooth")
+
+
+def test_schedule_is_applied_and_the_base_rate_restored(random_images, monkeypatch):
+    x, y = random_images
+    model = build_cnn(learning_rate=2e-3)
+    seen = []
+    original = learning_rate_at
+    monkeypatch.setattr(
+        "helpers.training.learning_rate_at", lambda *a: seen.append(original(*a)) or seen[-1]
+    )
+    train_model(model, x, y, epochs=2, batch_size=4, lr_schedule="cosine", progress=False)
+    assert seen[0] == pytest.approx(2e-3) and seen[-1] < seen[0] and len(seen) == 4
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(2e-3)
