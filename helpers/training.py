@@ -155,6 +155,7 @@ def train_model(
     monitor_pgd_steps: int = 0,
     monitor_size: int = 500,
     lr_schedule: Schedule = "constant",
+    restore_best: str | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, list[float]]:
@@ -177,6 +178,9 @@ def train_model(
             catastrophic overfitting of single-step training.
         lr_schedule: ``"constant"``, ``"cosine"`` or ``"one_cycle"``, applied per step to the
             learning rate the model was compiled with (see :func:`learning_rate_at`).
+        restore_best: a validation metric (e.g. ``"val_pgd_accuracy"``); at the end the
+            weights of the epoch where it was highest are restored -- early stopping
+            against catastrophic overfitting. ``history["best_epoch"]`` records which.
         seed: seeds the shuffling and the random starts.
         progress: show a progress bar.
 
@@ -203,6 +207,16 @@ def train_model(
         monitor_eps = validate_epsilon(monitor_eps, "monitor_eps")
     if (monitor_eps is not None or monitor_pgd_steps) and validation_data is None:
         raise ValueError("monitor_eps / monitor_pgd_steps need validation_data")
+    measured = {
+        "val_accuracy": validation_data is not None,
+        "val_fgsm_accuracy": monitor_eps is not None,
+        "val_pgd_accuracy": bool(monitor_pgd_steps),
+    }
+    if restore_best is not None and not measured.get(restore_best):
+        raise ValueError(
+            f"restore_best={restore_best!r} needs a measured metric: one of {sorted(measured)}, "
+            "with validation_data / monitor_eps / monitor_pgd_steps set accordingly"
+        )
     if monitor_pgd_steps and monitor_eps is None:
         raise ValueError("monitor_pgd_steps needs monitor_eps (the PGD budget)")
     x_train, y_onehot = _check_training_inputs(x_train, y_train, "train")
@@ -222,6 +236,7 @@ def train_model(
     total_steps = epochs * steps_per_epoch
     base_lr = float(model.optimizer.learning_rate.numpy())
     step_count = 0
+    best_score, best_weights = -1.0, None
     history: dict[str, list[float]] = {}
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"training ({defense})", disable=not progress)
     for _ in range(epochs):
@@ -264,10 +279,16 @@ def train_model(
                 record["val_pgd_accuracy"] = accuracy(model, x_adv, y_m)
         for key, value in record.items():
             history.setdefault(key, []).append(float(value))
+        if restore_best is not None:
+            if record[restore_best] > best_score:
+                best_score, best_weights = record[restore_best], model.get_weights()
+                history["best_epoch"] = [float(len(history["loss"]))]
         bar.set_postfix(
             {k: f"{v:.3f}" for k, v in record.items() if k != "epoch_seconds"}, refresh=True
         )
     bar.close()
+    if best_weights is not None:
+        model.set_weights(best_weights)
     if lr_schedule != "constant":
         model.optimizer.learning_rate.assign(base_lr)
     return history

@@ -133,3 +133,25 @@ def test_schedule_is_applied_and_the_base_rate_restored(random_images, monkeypat
     train_model(model, x, y, epochs=2, batch_size=4, lr_schedule="cosine", progress=False)
     assert seen[0] == pytest.approx(2e-3) and seen[-1] < seen[0] and len(seen) == 4
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(2e-3)
+
+
+def test_restore_best_keeps_the_best_epoch(small_mnist):
+    d = small_mnist
+    set_seed(0)
+    model = build_cnn()
+    history = train_model(
+        model,
+        d.x_train[:500],
+        d.y_train[:500],
+        epochs=3,
+        progress=False,
+        validation_data=(d.x_val, d.y_val),
+        restore_best="val_accuracy",
+    )
+    best = int(history["best_epoch"][0])
+    assert history["val_accuracy"][best - 1] == max(history["val_accuracy"])
+    assert accuracy(model, d.x_val, d.y_val) == pytest.approx(max(history["val_accuracy"]))
+    with pytest.raises(ValueError, match="restore_best"):
+        train_model(
+            model, d.x_train[:10], d.y_train[:10], epochs=1, restore_best="val_pgd_accuracy"
+        )
