@@ -9,7 +9,7 @@ CI_DIR := build/ci
 # CI-size runs write their models here, never over a full-size run's artifacts/.
 TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
 
-.PHONY: help venv lint unit notebooks nbval test reproduce readme lab strip clean
+.PHONY: help venv lint unit notebooks nbval browser test reproduce readme lab strip clean
 
 help:
 	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks"
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser"
 
 # Executes every notebook in order with papermill at CI size (copies in build/ci/executed).
 notebooks: $(STAMP)
@@ -42,7 +42,11 @@ notebooks: $(STAMP)
 nbval: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider $(CI_DIR)/executed
 
-test: lint unit notebooks nbval
+# Notebook 03's explorer in JupyterLab + headless Chromium (needs `make notebooks` first).
+browser: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest -m browser
+
+test: lint unit notebooks nbval browser
 
 reproduce: $(STAMP)
 	$(BIN)/python -m helpers.reproduce

@@ -9,10 +9,15 @@ is the label to move *away from*; ``None`` uses the model's own prediction, whic
 "label leaking" (Kurakin et al. 2017). For a targeted attack, ``y`` is the label to move
 *towards* and is required.
 
-The loss is taken on the **logits** (the layer before the softmax). ``loss_on=
-"probabilities"`` reproduces a common tutorial mistake -- cross-entropy on clipped softmax
-outputs, as Keras 2 computed it -- where confidently classified images get an exactly zero
-gradient and the attack looks far weaker than it is.
+The loss (``loss_on``) is, by default, the cross-entropy taken on the **logits** (the layer
+before the softmax). Two alternatives:
+
+- ``"margin"``: the logit margin ``max_{j != y} z_j - z_y`` (Carlini & Wagner 2017). Its
+  gradient's sign does not change when the logits are scaled, so a model cannot look more
+  robust merely by being more confident.
+- ``"probabilities"``: reproduces a common tutorial mistake -- cross-entropy on clipped
+  softmax outputs, as Keras 2 computed it -- where confidently classified images get an
+  exactly zero gradient and the attack looks far weaker than it is.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from helpers.model import logits_model
 # several models in a loop would otherwise print TensorFlow's "retracing" warning.
 tf.get_logger().setLevel(logging.ERROR)
 
-LossOn = Literal["logits", "probabilities"]
+LossOn = Literal["logits", "margin", "probabilities"]
+LOSSES: tuple[str, ...] = ("logits", "margin", "probabilities")
 _PROBABILITY_EPSILON = 1e-7  # Keras 2's clipping constant for cross-entropy on probabilities
 
 _COMPILED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable]] = weakref.WeakKeyDictionary()
@@ -62,6 +68,11 @@ def _per_example_loss(
     if loss_on == "logits":
         logits = _compiled(model)["logits_model"](x, training=False)
         return tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=logits)
+    if loss_on == "margin":
+        logits = _compiled(model)["logits_model"](x, training=False)
+        true_logit = tf.reduce_sum(y_onehot * logits, axis=-1)
+        best_other = tf.reduce_max(logits - 1e9 * y_onehot, axis=-1)
+        return best_other - true_logit
     # The mistake, spelled out with plain TF ops: Keras 3 would quietly recover the logits
     # from a Softmax layer's output, which hides the problem this option demonstrates.
     probs = model(x, training=False)
@@ -121,8 +132,8 @@ def _compiled(model: keras.Model) -> dict[str, Callable]:
         return model(x, training=False)
 
     cache["probabilities"] = probabilities
-    cache["gradient_logits"] = make_gradient("logits")
-    cache["gradient_probabilities"] = make_gradient("probabilities")
+    for loss_on in LOSSES:
+        cache[f"gradient_{loss_on}"] = make_gradient(loss_on)
     cache["pgd_loop"] = pgd_loop
     cache["loss_and_logits"] = loss_and_logits
     _COMPILED[model] = cache
@@ -181,8 +192,8 @@ def fgsm_signs(
     """
     x = validate_images(x)
     _check_batch_size(batch_size)
-    if loss_on not in ("logits", "probabilities"):
-        raise ValueError(f"loss_on must be 'logits' or 'probabilities', got {loss_on!r}")
+    if loss_on not in LOSSES:
+        raise ValueError(f"loss_on must be one of {LOSSES}, got {loss_on!r}")
     labels = _attack_labels(model, x, y, targeted, batch_size)
     gradient = _compiled(model)[f"gradient_{loss_on}"]
     signs = np.empty_like(x)
@@ -216,8 +227,8 @@ def fgsm(
         y: labels (see module docstring); ``None`` = the model's predictions.
         eps: L-infinity budget in [0, 1].
         targeted: step *towards* class ``y`` instead of away from it.
-        loss_on: ``"logits"`` (correct) or ``"probabilities"`` (the saturated-softmax
-            mistake, for demonstration).
+        loss_on: ``"logits"`` (cross-entropy, the default), ``"margin"`` (logit margin) or
+            ``"probabilities"`` (the saturated-softmax mistake, for demonstration).
         batch_size: images per gradient computation.
 
     Returns:

@@ -5,7 +5,7 @@ from conftest import tiny_smooth_model
 
 from helpers import attacks
 from helpers.evaluation import accuracy, predict_labels
-from helpers.model import logits_model
+from helpers.model import logits_model, with_logit_scale
 
 
 @pytest.mark.parametrize("eps", [-0.01, 1.01, float("nan"), "a", None])
@@ -143,3 +143,14 @@ def test_pgd_rejects_bad_settings(kwargs, random_images):
     x, y = random_images
     with pytest.raises(ValueError):
         attacks.pgd(tiny_smooth_model(), x, y, **kwargs)
+
+
+def test_margin_loss_direction_ignores_logit_scale(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    sharper = with_logit_scale(trained_cnn, 50.0)
+    np.testing.assert_array_equal(
+        attacks.fgsm_signs(trained_cnn, x, y, loss_on="margin"),
+        attacks.fgsm_signs(sharper, x, y, loss_on="margin"),
+    )
+    with pytest.raises(ValueError, match="loss_on"):
+        attacks.fgsm_signs(trained_cnn, x, y, loss_on="softmax")

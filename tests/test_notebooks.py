@@ -45,3 +45,16 @@ def test_series_results_assemble(monkeypatch):
         assert all(0.0 <= v <= 1.0 for v in values)
         assert m["fgsm"]["0"] == m["clean"]
     assert "Not a full-size run" in results_table(metrics)
+
+
+def test_a_notebook_runs_alone_and_rebuilds_missing_models(tmp_path, monkeypatch):
+    """With no saved models, notebook 05 trains small stand-ins itself and says so."""
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(tmp_path / "artifacts"))
+    output, _ = run_notebook("05_evaluation.ipynb", tmp_path / "executed", size="ci")
+    text = "".join(
+        "".join(o.get("text", ""))
+        for c in json.loads(output.read_text())["cells"]
+        for o in c.get("outputs", [])
+    )
+    assert text.count("Note: no saved model") == 2
+    assert (tmp_path / "artifacts" / "models" / "fgsm_at.keras").exists()

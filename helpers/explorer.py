@@ -1,0 +1,313 @@
+"""An interactive epsilon explorer: move a slider, watch a digit become a confident mistake.
+
+:func:`make_explorer` returns an :class:`Explorer` whose ``widget`` a notebook displays. Its
+controls are ordinary ipywidgets; every change calls :func:`Explorer.render`, a plain method
+that tests call directly (no browser needed).
+
+Why it is fast: an FGSM direction ``sign(grad_x loss)`` does not depend on epsilon, so it is
+computed once per model and image set and cached. Moving the epsilon slider then costs one
+forward pass for the shown image, one batched forward pass for the accuracy view (itself
+cached per epsilon), and redrawing artists that already exist. The figure is a
+``matplotlib.figure.Figure`` that is never shown through pyplot: it is updated in place and
+rendered to PNG into an ``ipywidgets.Image``, so there is no flicker and no pile of figures.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import ipywidgets as widgets
+import keras
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from helpers.attacks import apply_signs, fgsm_signs, predict_probabilities
+from helpers.data import NUM_CLASSES, to_int_labels, validate_images
+
+#: attack name -> function(model, x, y) returning the eps-independent step direction
+DirectionFn = Callable[[keras.Model, np.ndarray, np.ndarray], np.ndarray]
+ATTACKS: dict[str, DirectionFn] = {
+    "FGSM": lambda model, x, y: fgsm_signs(model, x, y),
+    "FGSM (predicted label)": lambda model, x, y: fgsm_signs(model, x, None),
+}
+EPS_MAX, EPS_STEP = 0.5, 0.01
+
+
+@dataclass
+class Explorer:
+    """The widget and its parts. Display ``widget``; set control values to interact."""
+
+    widget: widgets.VBox
+    eps: widgets.FloatSlider
+    index: widgets.IntSlider
+    model: widgets.ToggleButtons
+    attack: widgets.Dropdown
+    image: widgets.Image
+    status: widgets.HTML
+    models: Mapping[str, keras.Model]
+    x: np.ndarray
+    y: np.ndarray
+    n_accuracy: int
+    side_by_side: bool
+    render_ms: list[float] = field(default_factory=list)
+    _directions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    _clean_probs: dict[str, np.ndarray] = field(default_factory=dict)
+    _accuracy: dict[tuple[str, str, float], float] = field(default_factory=dict)
+    _figure: Figure | None = None
+    _artists: dict = field(default_factory=dict)
+
+    # -- computations (cached) ------------------------------------------------------
+    def direction(self, model_name: str, attack_name: str) -> np.ndarray:
+        """The cached attack direction for every image of the explorer, ``(n, 28, 28, 1)``."""
+        key = (model_name, attack_name)
+        if key not in self._directions:
+            self._directions[key] = ATTACKS[attack_name](self.models[model_name], self.x, self.y)
+        return self._directions[key]
+
+    def clean_probabilities(self, model_name: str) -> np.ndarray:
+        if model_name not in self._clean_probs:
+            self._clean_probs[model_name] = predict_probabilities(self.models[model_name], self.x)
+        return self._clean_probs[model_name]
+
+    def batch_accuracy(self, model_name: str, attack_name: str, eps: float) -> float:
+        """Accuracy on the first ``n_accuracy`` images at budget ``eps`` (cached)."""
+        eps = round(float(eps), 4)
+        key = (model_name, attack_name, eps)
+        if key not in self._accuracy:
+            n = self.n_accuracy
+            x_adv = apply_signs(self.x[:n], self.direction(model_name, attack_name)[:n], eps)
+            pred = predict_probabilities(self.models[model_name], x_adv).argmax(1)
+            self._accuracy[key] = float((pred == self.y[:n]).mean())
+        return self._accuracy[key]
+
+    def shown_models(self) -> list[str]:
+        return list(self.models) if self.side_by_side else [self.model.value]
+
+    def state(self) -> dict[str, dict[str, object]]:
+        """What the explorer shows now, per model: predictions, confidences, accuracy."""
+        i, eps, attack = self.index.value, self.eps.value, self.attack.value
+        out = {}
+        for name in self.shown_models():
+            x_adv = apply_signs(self.x[i : i + 1], self.direction(name, attack)[i : i + 1], eps)
+            p_adv = predict_probabilities(self.models[name], x_adv)[0]
+            p_clean = self.clean_probabilities(name)[i]
+            out[name] = {
+                "x_adv": x_adv[0, ..., 0],
+                "probs_clean": p_clean,
+                "probs_adv": p_adv,
+                "pred_clean": int(p_clean.argmax()),
+                "pred_adv": int(p_adv.argmax()),
+                "accuracy": self.batch_accuracy(name, attack, eps),
+            }
+        return out
+
+    # -- drawing --------------------------------------------------------------------
+    def _build_figure(self, names: list[str]) -> None:
+        """Draw the static parts once; the parts that change are "animated" artists,
+        left out of the background and blitted onto it at every render."""
+        fig = Figure(figsize=(10.5, 2.5 * len(names) + 0.2), dpi=72)
+        canvas = FigureCanvasAgg(fig)
+        grid = fig.add_gridspec(
+            len(names),
+            5,
+            width_ratios=[1, 1, 1, 1.9, 1.9],
+            left=0.04,
+            right=0.99,
+            bottom=0.2 / len(names),
+            top=1 - 0.2 / len(names),
+            wspace=0.25,
+            hspace=0.45,
+        )
+        artists: dict = {"names": names, "dynamic": []}
+        digits = np.arange(NUM_CLASSES)
+        curve_eps = np.round(np.arange(0, EPS_MAX + 1e-9, EPS_STEP), 4)  # every slider stop
+        for row, name in enumerate(names):
+            axes = [fig.add_subplot(grid[row, c]) for c in range(5)]
+            blank = np.zeros((28, 28))
+            a = {
+                "original": axes[0].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
+                "delta": axes[1].imshow(
+                    blank, cmap="RdBu_r", vmin=-EPS_MAX, vmax=EPS_MAX, animated=True
+                ),
+                "adversarial": axes[2].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
+                "titles": [
+                    ax.text(0.5, 1.04, "", transform=ax.transAxes, ha="center", animated=True)
+                    for ax in axes[:3]
+                ],
+            }
+            for ax in axes[:3]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[0].set_ylabel(name, fontsize=10)
+            width = 0.4
+            a["bars_clean"] = axes[3].bar(
+                digits - width / 2, np.zeros(10), width, label="clean", animated=True
+            )
+            a["bars_adv"] = axes[3].bar(
+                digits + width / 2, np.zeros(10), width, label="adversarial", animated=True
+            )
+            axes[3].set(ylim=(0, 1.05), xticks=digits)
+            axes[3].set_title("class probabilities", fontsize=10)
+            axes[3].legend(fontsize=7, loc="upper right")
+            (a["curve"],) = axes[4].plot(curve_eps, np.full(len(curve_eps), np.nan), animated=True)
+            a["marker"] = axes[4].axvline(0, color="crimson", lw=1.5, animated=True)
+            (a["point"],) = axes[4].plot([0], [0], "o", color="crimson", animated=True)
+            axes[4].set(xlim=(0, EPS_MAX), ylim=(0, 1.02))
+            axes[4].set_xlabel("ε", labelpad=1)
+            axes[4].set_title(f"accuracy on {self.n_accuracy} images", fontsize=10)
+            a["curve_eps"] = curve_eps
+            artists[name] = a
+            artists["dynamic"] += [
+                a["original"],
+                a["delta"],
+                a["adversarial"],
+                *a["titles"],
+                *(spine for ax in axes[:3] for spine in ax.spines.values()),
+                *a["bars_clean"],
+                *a["bars_adv"],
+                a["curve"],
+                a["marker"],
+                a["point"],
+            ]
+        canvas.draw()
+        artists["background"] = canvas.copy_from_bbox(fig.bbox)
+        self._figure, self._artists = fig, artists
+
+    def _blit_png(self) -> bytes:
+        """Background + changed artists -> PNG bytes (fast: no full redraw)."""
+        fig = self._figure
+        canvas = fig.canvas
+        canvas.restore_region(self._artists["background"])
+        for artist in self._artists["dynamic"]:
+            fig.draw_artist(artist)
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(
+            buffer, format="png", compress_level=1
+        )
+        return buffer.getvalue()
+
+    def render(self, *_: object) -> dict[str, dict[str, object]]:
+        """Recompute what is shown and redraw in place; returns :meth:`state`."""
+        start = time.perf_counter()
+        names = self.shown_models()
+        if self._figure is None or self._artists["names"] != names:
+            self._build_figure(names)
+        state = self.state()
+        i, eps, attack = self.index.value, self.eps.value, self.attack.value
+        colors = {True: "black", False: "crimson"}
+        lines = []
+        for name, s in state.items():
+            a = self._artists[name]
+            x = self.x[i, ..., 0]
+            a["original"].set_data(x)
+            a["delta"].set_data(s["x_adv"] - x)
+            a["adversarial"].set_data(s["x_adv"])
+            texts = (
+                (f"clean: {s['pred_clean']} ({s['probs_clean'].max():.0%})", s["pred_clean"]),
+                (f"perturbation ±{eps:.2f}", self.y[i]),
+                (f"adversarial: {s['pred_adv']} ({s['probs_adv'].max():.0%})", s["pred_adv"]),
+            )
+            for artist, (text, pred) in zip(a["titles"], texts, strict=True):
+                artist.set_text(text)
+                artist.set_color(colors[pred == self.y[i]])
+            for bar, p in zip(a["bars_clean"], s["probs_clean"], strict=True):
+                bar.set_height(p)
+            for bar, p in zip(a["bars_adv"], s["probs_adv"], strict=True):
+                bar.set_height(p)
+            # Once per model and attack: the accuracy at every slider stop, so that moving
+            # the slider later never waits for the batch.
+            if np.isnan(a["curve"].get_ydata()).any():
+                a["curve"].set_ydata([self.batch_accuracy(name, attack, e) for e in a["curve_eps"]])
+            a["marker"].set_xdata([eps, eps])
+            a["point"].set_data([eps], [s["accuracy"]])
+            lines.append(
+                f"<b>{name}</b>: label {self.y[i]}, clean → <b>{s['pred_clean']}</b> "
+                f"({s['probs_clean'].max():.1%}), adversarial → <b>{s['pred_adv']}</b> "
+                f"({s['probs_adv'].max():.1%}); accuracy at ε={eps:.2f}: {s['accuracy']:.1%}"
+            )
+        self.image.value = self._blit_png()
+        self.status.value = "<br>".join(lines)
+        self.render_ms.append(1000 * (time.perf_counter() - start))
+        return state
+
+    def _reset_curves(self, *_: object) -> None:
+        self._figure = None  # attack changed: accuracy curves are redrawn
+        self.render()
+
+
+def make_explorer(
+    models: Mapping[str, keras.Model],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    side_by_side: bool = False,
+    n_accuracy: int = 500,
+    eps: float = 0.25,
+    index: int = 0,
+) -> Explorer:
+    """Build the explorer for ``models`` (name -> model) on images ``x`` with labels ``y``.
+
+    Args:
+        models: one or more classifiers from :func:`helpers.model.build_cnn`.
+        x: images ``(n, 28, 28, 1)`` in [0, 1] -- keep ``n`` modest (~1,000): the attack
+            direction is computed for all of them on first use.
+        y: their labels (int or one-hot).
+        side_by_side: show every model at once (else a toggle picks one).
+        n_accuracy: the first this many images form the fixed batch of the accuracy view.
+        eps, index: initial slider values.
+    """
+    if not models:
+        raise ValueError("make_explorer needs at least one model")
+    x = validate_images(x)
+    y = to_int_labels(y)
+    if len(y) != len(x):
+        raise ValueError(f"got {len(x)} images but {len(y)} labels")
+    names = list(models)
+    style = {"description_width": "90px"}
+    layout = widgets.Layout(width="480px")
+    eps_slider = widgets.FloatSlider(
+        value=eps,
+        min=0.0,
+        max=EPS_MAX,
+        step=EPS_STEP,
+        description="ε (budget)",
+        readout_format=".2f",
+        continuous_update=True,
+        style=style,
+        layout=layout,
+    )
+    index_slider = widgets.IntSlider(
+        value=index, min=0, max=len(x) - 1, description="test image", style=style, layout=layout
+    )
+    model_picker = widgets.ToggleButtons(options=names, description="model", style=style)
+    attack_picker = widgets.Dropdown(options=list(ATTACKS), description="attack", style=style)
+    image = widgets.Image(format="png")
+    status = widgets.HTML()
+    controls = [eps_slider, index_slider, attack_picker]
+    if not side_by_side and len(names) > 1:
+        controls.insert(2, model_picker)
+    box = widgets.VBox([widgets.VBox(controls), status, image])
+    explorer = Explorer(
+        widget=box,
+        eps=eps_slider,
+        index=index_slider,
+        model=model_picker,
+        attack=attack_picker,
+        image=image,
+        status=status,
+        models=dict(models),
+        x=x,
+        y=y,
+        n_accuracy=min(n_accuracy, len(x)),
+        side_by_side=side_by_side,
+    )
+    for control in (eps_slider, index_slider, model_picker):
+        control.observe(explorer.render, names="value")
+    attack_picker.observe(explorer._reset_curves, names="value")
+    explorer.render()
+    return explorer

@@ -1,0 +1,163 @@
+"""Notebook 03's epsilon explorer in a real browser: JupyterLab + headless Chromium.
+
+Starts JupyterLab on loopback with a token, opens notebook 03 (with the CI parameters
+injected by papermill, so it runs in about a minute), runs all cells, moves the epsilon
+slider and checks that the prediction and the figure change and that no widget error shows.
+Screenshots go to build/browser/.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) and the
+models of a CI-size run (``make notebooks`` first). Without Chromium the test is skipped,
+except under CI (``CI=true``), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
+
+pytestmark = pytest.mark.browser
+SHOTS = PROJECT_ROOT / "build" / "browser"
+CI_ARTIFACTS = PROJECT_ROOT / "build" / "ci" / "artifacts"
+NOTEBOOK = "03_fgsm_attack.ipynb"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if path:
+        return path
+    reason = "Debian's chromium is not installed (apt-get install chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; under CI the browser test must run, not skip")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on loopback serving a CI-parameterised copy of notebook 03."""
+    import papermill
+
+    from helpers.series import parameters_for
+
+    if not (CI_ARTIFACTS / "models" / "standard.keras").exists():
+        pytest.fail("no CI-size model: run `make notebooks` before the browser test")
+    papermill.execute_notebook(
+        str(NOTEBOOKS_DIR / NOTEBOOK),
+        str(tmp_path / NOTEBOOK),
+        parameters=parameters_for(NOTEBOOK, "ci"),
+        prepare_only=True,
+        kernel_name="python3",
+    )
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "MNIST_AD_ARTIFACTS": str(CI_ARTIFACTS)}
+    log = open(tmp_path / "jupyter.log", "w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp_path}",
+            "--LabApp.news_url=",
+            "--ServerApp.disable_check_xsrf=False",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.terminate()
+                log.close()
+                pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text())
+            time.sleep(0.5)
+    yield f"{base}/lab/tree/{NOTEBOOK}?token={token}"
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def test_epsilon_slider_changes_the_prediction(lab):
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(lab)
+        page.locator(".jp-NotebookPanel").first.wait_for(timeout=60_000)
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
+            1, timeout=60_000
+        )
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_text("Run All Cells", exact=True).click()
+
+        status = page.locator(".widget-html-content", has_text="accuracy at ε=")
+        expect(status).to_have_count(1, timeout=240_000)
+        status.scroll_into_view_if_needed()
+        expect(status).to_contain_text("accuracy at ε=0.25", timeout=30_000)
+        before_text = status.inner_text()
+        image = page.locator(".widget-image").first
+        before_src = image.get_attribute("src")
+        page.screenshot(path=str(SHOTS / "explorer_before.png"), full_page=False)
+
+        slider = page.locator(".widget-hslider", has_text="ε (budget)")
+        readout = slider.locator(".widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("0.45")
+        page.keyboard.press("Enter")
+        expect(status).to_contain_text("accuracy at ε=0.45", timeout=30_000)
+        page.wait_for_timeout(500)
+        after_text = status.inner_text()
+        after_src = image.get_attribute("src")
+        page.screenshot(path=str(SHOTS / "explorer_after.png"), full_page=False)
+
+        # Run All continues below the widget; wait for the notebook to finish, then check.
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
+            1, timeout=240_000
+        )
+        body = page.locator("body").inner_text()
+        browser.close()
+
+    assert after_text != before_text
+    assert after_src != before_src, "the figure did not change"
+    assert "Error displaying widget" not in body
+    assert "Traceback" not in body and "Error" not in before_text
+    assert "no trained model" not in body
+    Path(SHOTS / "status.txt").write_text(f"before: {before_text}\nafter: {after_text}\n")
