@@ -165,6 +165,14 @@ def results_table(metrics: dict[str, Any]) -> str:
         f"fixed stratified subset of {ev['n_pgd']:,}. Attacks use the true labels and the "
         "loss on the logits."
     )
+    seconds = run.get("notebook_seconds", {})
+    if seconds:
+        timings = ", ".join(
+            f"{name[:2]} {value / 60:.1f} min" for name, value in seconds.items() if name != "total"
+        )
+        note += (
+            f"\n\nNotebook run times: {timings}; the whole series {seconds['total'] / 60:.0f} min."
+        )
     if not run["full_size"]:
         note += " **Not a full-size run.**"
     return header + "\n".join(rows) + "\n" + note

@@ -49,6 +49,12 @@ def test_table_puts_reference_beside_measured():
     assert "Not a full-size run" not in table
 
 
+def test_table_lists_notebook_times():
+    run = {**SAMPLE["run"], "notebook_seconds": {"01_a.ipynb": 12, "02_b.ipynb": 360, "total": 372}}
+    table = reproduce.results_table({**SAMPLE, "run": run})
+    assert "Notebook run times: 01 0.2 min, 02 6.0 min; the whole series 6 min." in table
+
+
 def test_update_readme_replaces_only_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{reproduce.TABLE_START}\nold\n{reproduce.TABLE_END}\noutro\n")
