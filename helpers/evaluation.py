@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
@@ -87,3 +87,55 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return _sk_confusion_matrix(
         to_int_labels(y_true), to_int_labels(y_pred), labels=np.arange(NUM_CLASSES)
     )
+
+
+def worst_case_accuracy(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    adversarial: Mapping[str, np.ndarray],
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Accuracy per attack and the robust accuracy over all of them.
+
+    ``adversarial`` maps an attack name to its adversarial version of ``x``. The result has
+    one accuracy per name, plus ``"worst_case"``: the share of examples that the model gets
+    right on the clean image *and* under every attack (the mean over examples of the worst
+    case, as Carlini et al. 2019 recommend -- never the best attack's average alone).
+    """
+    labels = to_int_labels(y)
+    correct_everywhere = predict_labels(model, x, batch_size) == labels
+    result = {}
+    for name, x_adv in adversarial.items():
+        if x_adv.shape != x.shape:
+            raise ValueError(f"{name}: adversarial images {x_adv.shape} != clean {x.shape}")
+        correct = predict_labels(model, x_adv, batch_size) == labels
+        result[name] = float(correct.mean())
+        correct_everywhere &= correct
+    result["worst_case"] = float(correct_everywhere.mean())
+    return result
+
+
+def transfer_accuracy(
+    source: keras.Model,
+    target: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    **pgd_kwargs: object,
+) -> float:
+    """Black-box transfer: PGD examples crafted on ``source``, accuracy of ``target`` on them."""
+    labels = to_int_labels(y)
+    x_adv = pgd(source, x, labels, eps, **pgd_kwargs) if eps > 0 else x
+    return accuracy(target, x_adv, labels)
+
+
+def random_noise_accuracy(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, eps: float, seed: int = 0
+) -> float:
+    """Accuracy under random ±eps noise (random signs): an L∞ perturbation as large as the
+    attack's, without the gradient. A sanity baseline: it must hurt less than any attack."""
+    eps = validate_epsilon(eps)
+    x = validate_images(x)
+    signs = np.random.default_rng(seed).choice(np.float32([-1.0, 1.0]), size=x.shape)
+    return accuracy(model, apply_signs(x, signs, eps), y)

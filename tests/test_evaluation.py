@@ -40,3 +40,25 @@ def test_confusion_matrix_counts_every_example():
 def test_accuracy_checks_lengths(trained_cnn, small_mnist):
     with pytest.raises(ValueError, match="labels"):
         evaluation.accuracy(trained_cnn, small_mnist.x_test[:5], small_mnist.y_test[:4])
+
+
+def test_worst_case_is_never_above_any_single_attack(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
+    adversarial = {
+        "fgsm": attacks.fgsm(trained_cnn, x, y, 0.1),
+        "pgd": attacks.pgd(trained_cnn, x, y, 0.1, steps=5, step_size=0.03),
+    }
+    result = evaluation.worst_case_accuracy(trained_cnn, x, y, adversarial)
+    assert result["worst_case"] <= min(result["fgsm"], result["pgd"])
+    assert set(result) == {"fgsm", "pgd", "worst_case"}
+    with pytest.raises(ValueError, match="adversarial images"):
+        evaluation.worst_case_accuracy(trained_cnn, x, y, {"bad": x[:5]})
+
+
+def test_noise_and_transfer_baselines(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
+    white_box = evaluation.accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, 0.2, steps=10), y)
+    noise = evaluation.random_noise_accuracy(trained_cnn, x, y, 0.2)
+    assert noise > white_box + 0.3
+    self_transfer = evaluation.transfer_accuracy(trained_cnn, trained_cnn, x, y, 0.2, steps=10)
+    assert self_transfer == pytest.approx(white_box)
