@@ -110,24 +110,24 @@ class Explorer:
     def _build_figure(self, names: list[str]) -> None:
         """Draw the static parts once; the parts that change are "animated" artists,
         left out of the background and blitted onto it at every render."""
-        fig = Figure(figsize=(10.5, 2.5 * len(names) + 0.2), dpi=72)
+        fig = Figure(figsize=(11, 2.5 * len(names) + 0.2), dpi=72)
         canvas = FigureCanvasAgg(fig)
         grid = fig.add_gridspec(
             len(names),
-            5,
-            width_ratios=[1, 1, 1, 1.9, 1.9],
+            6,  # column 3 is an empty spacer between the digits and the charts
+            width_ratios=[1, 1, 1, 0.12, 1.8, 1.8],
             left=0.04,
             right=0.99,
             bottom=0.2 / len(names),
             top=1 - 0.2 / len(names),
-            wspace=0.25,
+            wspace=0.3,
             hspace=0.45,
         )
         artists: dict = {"names": names, "dynamic": []}
         digits = np.arange(NUM_CLASSES)
         curve_eps = np.round(np.arange(0, EPS_MAX + 1e-9, EPS_STEP), 4)  # every slider stop
         for row, name in enumerate(names):
-            axes = [fig.add_subplot(grid[row, c]) for c in range(5)]
+            axes = [fig.add_subplot(grid[row, c]) for c in (0, 1, 2, 4, 5)]
             blank = np.zeros((28, 28))
             a = {
                 "original": axes[0].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
@@ -136,7 +136,15 @@ class Explorer:
                 ),
                 "adversarial": axes[2].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
                 "titles": [
-                    ax.text(0.5, 1.04, "", transform=ax.transAxes, ha="center", animated=True)
+                    ax.text(
+                        0.5,
+                        1.04,
+                        "",
+                        transform=ax.transAxes,
+                        ha="center",
+                        fontsize=10,
+                        animated=True,
+                    )
                     for ax in axes[:3]
                 ],
             }
@@ -151,13 +159,17 @@ class Explorer:
             a["bars_adv"] = axes[3].bar(
                 digits + width / 2, np.zeros(10), width, label="adversarial", animated=True
             )
-            axes[3].set(ylim=(0, 1.05), xticks=digits)
+            axes[3].set(ylim=(0, 1.05), xticks=digits, yticks=[0, 0.5, 1])
+            for ax in axes[3:]:
+                ax.tick_params(labelsize=9)
             axes[3].set_title("class probabilities", fontsize=10)
-            axes[3].legend(fontsize=7, loc="upper right")
+            axes[3].legend(
+                fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2, frameon=False
+            )
             (a["curve"],) = axes[4].plot(curve_eps, np.full(len(curve_eps), np.nan), animated=True)
             a["marker"] = axes[4].axvline(0, color="crimson", lw=1.5, animated=True)
             (a["point"],) = axes[4].plot([0], [0], "o", color="crimson", animated=True)
-            axes[4].set(xlim=(0, EPS_MAX), ylim=(0, 1.02))
+            axes[4].set(xlim=(0, EPS_MAX), ylim=(0, 1.02), yticks=[0, 0.5, 1])
             axes[4].set_xlabel("ε", labelpad=1)
             axes[4].set_title(f"accuracy on {self.n_accuracy} images", fontsize=10)
             a["curve_eps"] = curve_eps
@@ -208,9 +220,9 @@ class Explorer:
             a["delta"].set_data(s["x_adv"] - x)
             a["adversarial"].set_data(s["x_adv"])
             texts = (
-                (f"clean: {s['pred_clean']} ({s['probs_clean'].max():.0%})", s["pred_clean"]),
-                (f"perturbation ±{eps:.2f}", self.y[i]),
-                (f"adversarial: {s['pred_adv']} ({s['probs_adv'].max():.0%})", s["pred_adv"]),
+                (f"clean → {s['pred_clean']} ({s['probs_clean'].max():.0%})", s["pred_clean"]),
+                (f"change ±{eps:.2f}", self.y[i]),
+                (f"adversarial → {s['pred_adv']} ({s['probs_adv'].max():.0%})", s["pred_adv"]),
             )
             for artist, (text, pred) in zip(a["titles"], texts, strict=True):
                 artist.set_text(text)

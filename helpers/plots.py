@@ -220,12 +220,12 @@ def plot_series(
     hlines: Mapping[str, float] | None = None,
 ) -> Figure:
     """A few named series against a common x axis, with optional labelled horizontal lines."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), layout="constrained")
     for label, values in series.items():
         ax.plot(x, values, marker="o", label=label)
     for label, y in (hlines or {}).items():
         ax.axhline(y, color="gray", ls="--", lw=1, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 1.02))
-    ax.legend(fontsize=9)
-    fig.tight_layout()
+    # Below the axes, so that no curve is hidden behind the legend.
+    fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     return fig

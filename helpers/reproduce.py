@@ -143,7 +143,11 @@ def results_table(metrics: dict[str, Any]) -> str:
         "|---|---|---|---|---|\n"
     )
     rows = []
-    for name, measured in metrics["models"].items():
+    # The course's order (MODEL_LABELS), not the JSON's alphabetical one; then any others.
+    order = [m for m in MODEL_LABELS if m in metrics["models"]]
+    order += sorted(set(metrics["models"]) - set(order))
+    for name in order:
+        measured = metrics["models"][name]
         ref = REFERENCE.get(name)
         if ref:
             rows.append(

@@ -47,6 +47,23 @@ def test_ci_overrides_exist_in_the_parameters_cell(path):
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path):
+    """papermill skips a line it cannot parse (e.g. a second '=' in the comment) and then
+    warns "Passed unknown parameter" for the override: keep the cell in its simple form."""
+    import papermill
+
+    source = "".join(code_cells(load(path))[0]["source"])
+    defined = [
+        t.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+    ]
+    found = [p["name"] for p in papermill.inspect_notebook(str(path)).values()]
+    assert found == defined, f"{path.name}: papermill sees {found}, the cell defines {defined}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
 def test_setup_cell_follows_parameters(path):
     setup = "".join(code_cells(load(path))[1]["source"])
     for needed in ("%load_ext autoreload", "%autoreload 2", "set_seed(SEED)"):

@@ -49,6 +49,15 @@ def test_table_puts_reference_beside_measured():
     assert "Not a full-size run" not in table
 
 
+def test_table_order_survives_a_json_round_trip():
+    """metrics.json is written with sorted keys; the table keeps the course's order."""
+    round_trip = json.loads(json.dumps(SAMPLE, sort_keys=True))
+    assert list(round_trip["models"]) == ["fgsm_at", "standard"]
+    table = reproduce.results_table(round_trip)
+    assert table == reproduce.results_table(SAMPLE)
+    assert table.index("ours: standard CNN") < table.index("ours: FGSM adversarially")
+
+
 def test_table_lists_notebook_times():
     run = {**SAMPLE["run"], "notebook_seconds": {"01_a.ipynb": 12, "02_b.ipynb": 360, "total": 372}}
     table = reproduce.results_table({**SAMPLE, "run": run})
