@@ -157,7 +157,7 @@ def plot_adversarial_examples(
             ax.set_yticks([])
             if img is None:
                 ax.imshow(delta[i], cmap="RdBu_r", vmin=-bound, vmax=bound)
-                ax.set_title(f"noise ±{bound:.2f}", fontsize=9)
+                ax.set_title(f"change ±{bound:.2f}", fontsize=9)
                 continue
             ax.imshow(img, cmap="gray_r", vmin=0, vmax=1)
             pred = int(np.argmax(probs))
