@@ -138,8 +138,8 @@ def lab(tmp_path):
 def _run_all_cells(page) -> None:
     """Run > Run All Cells once the kernel is connected, retrying if nothing starts.
 
-    Clicking Run All before the kernel's websocket is up marks the cells as run without
-    executing them, so wait for the status bar to report the kernel idle and check that the
+    A Run All clicked as soon as the notebook showed was seen to leave every cell
+    unexecuted, so wait for the status bar to report the kernel idle and check that the
     first cell really got an execution count.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout

@@ -19,6 +19,17 @@ def code_cells(nb):
     return [c for c in nb["cells"] if c["cell_type"] == "code"]
 
 
+def parameter_names(path):
+    """Names assigned in the notebook's first code cell (its parameters), in order."""
+    source = "".join(code_cells(load(path))[0]["source"])
+    return [
+        t.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+    ]
+
+
 def test_series_lists_every_notebook_in_order():
     assert [p.name for p in PATHS] == list(NOTEBOOKS)
 
@@ -34,13 +45,7 @@ def test_exactly_one_parameters_cell_first(path):
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
 def test_ci_overrides_exist_in_the_parameters_cell(path):
-    source = "".join(code_cells(load(path))[0]["source"])
-    defined = {
-        t.id
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-    }
+    defined = set(parameter_names(path))
     assert "SEED" in defined
     missing = set(CI_PARAMETERS[path.name]) - defined
     assert not missing, f"{path.name}: CI overrides {missing} are not parameters"
@@ -52,13 +57,7 @@ def test_papermill_reads_every_parameter(path):
     warns "Passed unknown parameter" for the override: keep the cell in its simple form."""
     import papermill
 
-    source = "".join(code_cells(load(path))[0]["source"])
-    defined = [
-        t.id
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-    ]
+    defined = parameter_names(path)
     found = [p["name"] for p in papermill.inspect_notebook(str(path)).values()]
     assert found == defined, f"{path.name}: papermill sees {found}, the cell defines {defined}"
 
