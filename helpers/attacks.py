@@ -80,6 +80,32 @@ def _per_example_loss(
     return -tf.reduce_sum(y_onehot * tf.math.log(clipped), axis=-1)
 
 
+def logits_and_input_gradient(
+    net: keras.Model, x: tf.Tensor, y_onehot: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Logits ``(n, 10)`` of ``net`` at ``x`` and the gradient of the per-example
+    cross-entropy (on the logits) with respect to ``x``. For use inside ``tf.function``."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = net(x, training=False)
+        loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=logits)
+    return logits, tape.gradient(loss, x)
+
+
+def linf_step(
+    x0: tf.Tensor,
+    x_adv: tf.Tensor,
+    gradient: tf.Tensor,
+    eps: float | tf.Tensor,
+    step_size: float | tf.Tensor,
+    direction: float | tf.Tensor = 1.0,
+) -> tf.Tensor:
+    """One PGD step: move ``step_size`` along ``direction * sign(gradient)``, then project
+    onto the eps-ball around ``x0`` and onto [0, 1]. For use inside ``tf.function``."""
+    x_next = x_adv + direction * step_size * tf.sign(gradient)
+    return tf.clip_by_value(tf.clip_by_value(x_next, x0 - eps, x0 + eps), 0.0, 1.0)
+
+
 def _compiled(model: keras.Model) -> dict[str, Callable]:
     """Per-model cache of compiled functions (traced once, reused for every batch)."""
     cache = _COMPILED.get(model)
@@ -111,21 +137,38 @@ def _compiled(model: keras.Model) -> dict[str, Callable]:
         ]
     )
     def pgd_loop(x0, x_start, y_onehot, eps, step_size, steps, direction):
-        x_adv = x_start
-        for _ in tf.range(steps):
-            with tf.GradientTape() as tape:
-                tape.watch(x_adv)
-                loss = _per_example_loss(model, x_adv, y_onehot, "logits")
-            step = direction * step_size * tf.sign(tape.gradient(loss, x_adv))
-            x_adv = tf.clip_by_value(x_adv + step, x0 - eps, x0 + eps)
-            x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)
-        return x_adv
+        """``steps`` projected signed-gradient steps from ``x_start``.
 
-    @tf.function(input_signature=[image_spec, label_spec])
-    def loss_and_logits(x, y_onehot):
-        logits = cache["logits_model"](x, training=False)
-        loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=logits)
-        return loss, logits
+        Returns ``(x_adv, fooled, loss)`` per example: the first iterate after a step that
+        fooled the model (or the last iterate, where none did), whether it fooled it, and
+        its loss.
+        Keeping the first success makes the attack monotone: more steps never undo one.
+        """
+        net = cache["logits_model"]
+        target = tf.argmax(y_onehot, axis=1)
+
+        def record(x_now, logits, x_keep, logits_keep, found, active=True):
+            pred = tf.argmax(logits, axis=1)
+            new = tf.where(direction > 0, pred != target, pred == target) & ~found & active
+            x_keep = tf.where(new[:, None, None, None], x_now, x_keep)
+            logits_keep = tf.where(new[:, None], logits, logits_keep)
+            return x_keep, logits_keep, found | new
+
+        x_adv, x_keep = x_start, x_start
+        logits_keep = tf.zeros_like(y_onehot)
+        found = tf.zeros([tf.shape(x0)[0]], tf.bool)
+        for i in tf.range(steps):
+            logits, gradient = logits_and_input_gradient(net, x_adv, y_onehot)
+            # The logits of the previous step's result (the start point itself is not kept,
+            # so one step of size eps from x is exactly FGSM).
+            x_keep, logits_keep, found = record(x_adv, logits, x_keep, logits_keep, found, i > 0)
+            x_adv = linf_step(x0, x_adv, gradient, eps, step_size, direction)
+        logits_last = net(x_adv, training=False)
+        x_keep, logits_keep, found = record(x_adv, logits_last, x_keep, logits_keep, found)
+        x_out = tf.where(found[:, None, None, None], x_keep, x_adv)
+        logits_out = tf.where(found[:, None], logits_keep, logits_last)
+        loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=logits_out)
+        return x_out, found, loss
 
     @tf.function(input_signature=[image_spec])
     def probabilities(x):
@@ -135,7 +178,6 @@ def _compiled(model: keras.Model) -> dict[str, Callable]:
     for loss_on in LOSSES:
         cache[f"gradient_{loss_on}"] = make_gradient(loss_on)
     cache["pgd_loop"] = pgd_loop
-    cache["loss_and_logits"] = loss_and_logits
     _COMPILED[model] = cache
     return cache
 
@@ -271,9 +313,12 @@ def pgd(
 
     Repeats ``x_adv <- clip(project_eps(x_adv + step_size * sign(grad)), 0, 1)`` for
     ``steps`` iterations from a uniform random point in the eps-ball (``random_start``) or
-    from ``x``. With ``restarts > 1`` it keeps, per example, the worst case: a successful
-    adversarial example if any restart found one, else the one with the highest loss
-    (lowest, for a targeted attack).
+    from ``x``. Each example keeps the first iterate that fools the model. Restart ``r``
+    starts from noise drawn with seed ``(seed, r)`` and runs only on the examples that no
+    earlier restart fooled; an example nobody fooled keeps its highest-loss iterate
+    (lowest, for a targeted attack). So the attack is monotone on a fixed batch: more
+    steps or more restarts never raise the accuracy it measures. (Without a random start
+    every restart would repeat the first, so only one runs.)
 
     With ``steps=1, random_start=False, step_size=eps`` it is exactly FGSM. Without a
     random start and with ``step_size = eps / steps`` it is BIM / I-FGSM (Kurakin et al.).
@@ -291,32 +336,38 @@ def pgd(
         raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
     _check_batch_size(batch_size)
     labels = _attack_labels(model, x, y, targeted, batch_size)
-    compiled = _compiled(model)
+    loop = _compiled(model)["pgd_loop"]
     direction = np.float32(-1.0 if targeted else 1.0)
-    rng = np.random.default_rng(seed)
     best = x.copy()
-    for start in range(0, len(x), batch_size):
-        sl = slice(start, start + batch_size)
-        x0, y_b = x[sl], labels[sl]
-        target = y_b.argmax(axis=1)
-        best_success = np.zeros(len(x0), dtype=bool)
-        best_score = np.full(len(x0), -np.inf, dtype=np.float32)
-        for _ in range(restarts):
-            x_start = x0
-            if random_start:
-                noise = rng.uniform(-eps, eps, size=x0.shape).astype(np.float32)
-                x_start = np.clip(x0 + noise, 0.0, 1.0)
-            x_adv = compiled["pgd_loop"](
-                x0, x_start, y_b, np.float32(eps), np.float32(step_size), steps, direction
-            ).numpy()
-            loss, logits = compiled["loss_and_logits"](x_adv, y_b)
-            pred = logits.numpy().argmax(axis=1)
-            success = pred == target if targeted else pred != target
-            score = direction * loss.numpy()
-            better = (success & ~best_success) | ((success == best_success) & (score > best_score))
-            best[start : start + len(x0)][better] = x_adv[better]
-            best_success |= success
-            best_score = np.where(better, score, best_score)
+    fooled = np.zeros(len(x), dtype=bool)
+    best_score = np.full(len(x), -np.inf, dtype=np.float32)
+    for restart in range(restarts if random_start else 1):
+        todo = np.flatnonzero(~fooled)
+        if random_start:
+            # Noise for every example, so each one's start depends only on (seed, restart).
+            rng = np.random.default_rng([seed, restart])
+            noise = rng.uniform(-eps, eps, size=x.shape).astype(np.float32)
+        for start in range(0, len(todo), batch_size):
+            idx = todo[start : start + batch_size]
+            x0 = x[idx]
+            x_start = np.clip(x0 + noise[idx], 0.0, 1.0) if random_start else x0
+            x_adv, success, loss = (
+                t.numpy()
+                for t in loop(
+                    x0,
+                    x_start,
+                    labels[idx],
+                    np.float32(eps),
+                    np.float32(step_size),
+                    steps,
+                    direction,
+                )
+            )
+            score = direction * loss
+            better = success | (score > best_score[idx])
+            best[idx[better]] = x_adv[better]
+            best_score[idx[better]] = score[better]
+            fooled[idx] |= success
     return best
 
 

@@ -22,7 +22,9 @@ LOGITS_LAYER = "logits"
 PROBABILITIES_LAYER = "probabilities"
 
 
-def build_cnn(width: int = 1, learning_rate: float = 1e-3, name: str = "cnn") -> keras.Model:
+def build_cnn(
+    width: int = 1, learning_rate: float = 1e-3, name: str = "cnn", dropout: bool = True
+) -> keras.Model:
     """Build and compile the CNN (Adam, categorical cross-entropy on the softmax output).
 
     Args:
@@ -31,6 +33,9 @@ def build_cnn(width: int = 1, learning_rate: float = 1e-3, name: str = "cnn") ->
             adversarially.
         learning_rate: Adam's learning rate, > 0.
         name: the model's name (shown in summaries).
+        dropout: keep the two dropout layers (rates 0.25 and 0.5). Adversarial training
+            is a strong regulariser of its own and needs the capacity dropout takes away,
+            so the robust models of notebook 04 are built without it.
 
     Returns:
         A compiled ``keras.Model`` mapping ``(n, 28, 28, 1)`` images in [0, 1] to ``(n, 10)``
@@ -45,10 +50,12 @@ def build_cnn(width: int = 1, learning_rate: float = 1e-3, name: str = "cnn") ->
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
     x = keras.layers.Conv2D(64 * width, 3, activation="relu", name="conv2")(x)
     x = keras.layers.MaxPooling2D(2, name="pool2")(x)
-    x = keras.layers.Dropout(0.25, name="dropout1")(x)
+    if dropout:
+        x = keras.layers.Dropout(0.25, name="dropout1")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(128 * width, activation="relu", name="dense")(x)
-    x = keras.layers.Dropout(0.5, name="dropout2")(x)
+    if dropout:
+        x = keras.layers.Dropout(0.5, name="dropout2")(x)
     logits = keras.layers.Dense(NUM_CLASSES, name=LOGITS_LAYER)(x)
     probabilities = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits)
     model = keras.Model(inputs, probabilities, name=name)

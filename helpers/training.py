@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from helpers.attacks import fgsm, pgd, validate_epsilon
+from helpers.attacks import fgsm, linf_step, logits_and_input_gradient, pgd, validate_epsilon
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
 from helpers.evaluation import accuracy
 from helpers.model import logits_model
@@ -99,20 +99,13 @@ def _make_train_step(
     else:
         steps, step_size, random_start = pgd_steps, pgd_step_size, True
 
-    def input_gradient(x_adv: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
-            logits = net(x_adv, training=False)
-            loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        return tape.gradient(loss, x_adv)
-
     def adversarial(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         x_adv = x
         if random_start:
             x_adv = tf.clip_by_value(x + rng.uniform(tf.shape(x), -eps, eps), 0.0, 1.0)
         for _ in range(steps):
-            x_adv = x_adv + step_size * tf.sign(input_gradient(x_adv, y))
-            x_adv = tf.clip_by_value(tf.clip_by_value(x_adv, x - eps, x + eps), 0.0, 1.0)
+            _, gradient = logits_and_input_gradient(net, x_adv, y)
+            x_adv = linf_step(x, x_adv, gradient, eps, step_size)
         return tf.stop_gradient(x_adv)
 
     @tf.function(

@@ -112,20 +112,43 @@ def test_pgd_one_full_step_without_random_start_is_fgsm(trained_cnn, small_mnist
     np.testing.assert_allclose(via_pgd, attacks.fgsm(trained_cnn, x, y, eps=0.2), atol=1e-6)
 
 
-def test_more_steps_and_restarts_never_help_the_model(trained_cnn, small_mnist):
+@pytest.mark.parametrize("targeted", [False, True])
+def test_more_steps_and_restarts_never_help_the_model(trained_cnn, small_mnist, targeted):
     x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
+    labels = (y + 1) % 10 if targeted else y
 
     def acc(**kw):
-        return accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, eps=0.1, seed=3, **kw), y)
+        x_adv = attacks.pgd(
+            trained_cnn, x, labels, eps=0.1, seed=3, batch_size=64, targeted=targeted, **kw
+        )
+        hits = predict_labels(trained_cnn, x_adv) == labels
+        return 1.0 - hits.mean() if targeted else hits.mean()  # targeted: share not hit
 
-    few, many = acc(steps=3, step_size=0.05), acc(steps=20, step_size=0.05)
-    one_restart, three_restarts = (
-        acc(steps=3, step_size=0.05, restarts=1),
-        acc(steps=3, step_size=0.05, restarts=3),
+    by_steps = [acc(steps=k, step_size=0.02) for k in (1, 2, 5, 10, 20)]
+    by_restarts = [acc(steps=3, step_size=0.02, restarts=r) for r in (1, 2, 4)]
+    assert by_steps == sorted(by_steps, reverse=True), by_steps
+    assert by_restarts == sorted(by_restarts, reverse=True), by_restarts
+    assert by_steps[-1] < by_steps[0]  # and the monotonicity is not vacuous
+    if not targeted:
+        assert acc(steps=20, step_size=0.01) <= accuracy(trained_cnn, x, y) - 0.2
+
+
+def test_pgd_does_not_depend_on_the_batch_size(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    kw = {"eps": 0.15, "steps": 5, "step_size": 0.05, "restarts": 2, "seed": 1}
+    np.testing.assert_allclose(
+        attacks.pgd(trained_cnn, x, y, batch_size=100, **kw),
+        attacks.pgd(trained_cnn, x, y, batch_size=7, **kw),
+        atol=1e-6,
     )
-    assert many <= few
-    assert three_restarts <= one_restart
-    assert acc(steps=20, step_size=0.01) <= accuracy(trained_cnn, x, y) - 0.2
+
+
+def test_targeted_pgd_reaches_its_targets(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    target = (y + 3) % 10
+    x_adv = attacks.pgd(trained_cnn, x, target, eps=0.3, steps=30, step_size=0.02, targeted=True)
+    assert np.abs(x_adv - x).max() <= 0.3 + 1e-6 and 0.0 <= x_adv.min() and x_adv.max() <= 1.0
+    assert (predict_labels(trained_cnn, x_adv) == target).mean() > 0.8
 
 
 def test_bim_is_pgd_without_random_start(trained_cnn, small_mnist):
