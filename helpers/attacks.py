@@ -281,6 +281,15 @@ def fgsm(
     return apply_signs(validate_images(x), signs, eps)
 
 
+def random_sign_noise(x: np.ndarray, eps: float, seed: int = 0) -> np.ndarray:
+    """``clip(x + eps * s, 0, 1)`` with random signs ``s`` in {-1, +1}: a perturbation as
+    large as an attack's in L-infinity, but without a gradient. The sanity baseline every
+    attack must beat. Returns ``float32`` images, same shape as ``x``."""
+    x = validate_images(x)
+    signs = np.random.default_rng(seed).choice(np.float32([-1.0, 1.0]), size=x.shape)
+    return apply_signs(x, signs, eps)
+
+
 def zero_gradient_share(signs: np.ndarray) -> dict[str, float]:
     """How much of an FGSM direction is dead: ``{"pixels": ..., "images": ...}``.
 

@@ -8,7 +8,14 @@ import keras
 import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
-from helpers.attacks import apply_signs, fgsm_signs, pgd, predict_probabilities, validate_epsilon
+from helpers.attacks import (
+    apply_signs,
+    fgsm_signs,
+    pgd,
+    predict_probabilities,
+    random_sign_noise,
+    validate_epsilon,
+)
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
 
 
@@ -133,9 +140,7 @@ def transfer_accuracy(
 def random_noise_accuracy(
     model: keras.Model, x: np.ndarray, y: np.ndarray, eps: float, seed: int = 0
 ) -> float:
-    """Accuracy under random ±eps noise (random signs): an L∞ perturbation as large as the
-    attack's, without the gradient. A sanity baseline: it must hurt less than any attack."""
-    eps = validate_epsilon(eps)
-    x = validate_images(x)
-    signs = np.random.default_rng(seed).choice(np.float32([-1.0, 1.0]), size=x.shape)
-    return accuracy(model, apply_signs(x, signs, eps), y)
+    """Accuracy under random ±eps noise (:func:`helpers.attacks.random_sign_noise`): an L∞
+    perturbation as large as the attack's, without the gradient. A sanity baseline: it
+    must hurt less than any attack."""
+    return accuracy(model, random_sign_noise(x, eps, seed), y)

@@ -1,0 +1,283 @@
+"""Evaluating robustness honestly: a battery of attacks per budget, and the sanity checks
+of Carlini et al. 2019 ("On Evaluating Adversarial Robustness") as functions that can fail.
+
+Vocabulary used throughout:
+
+- a *curve* is ``{attack: {eps_key: accuracy}}`` for one model on one fixed set of images,
+  with the attacks ``"fgsm"``, ``"pgd"`` (white-box), ``"transfer"`` (black-box: PGD
+  examples crafted on another model), ``"noise"`` (random ±eps signs, no gradient) and
+  ``"worst_case"``: the share of images the model classifies correctly on the clean image
+  *and* under every attack -- the mean over examples of the worst case over attacks, which
+  is the number to report as robust accuracy;
+- a *check* is a :class:`Check`: one sanity check on one model, passed or not, with the
+  numbers that decided it.
+
+PGD here uses a step proportional to the budget, ``step = rel_step * eps`` (0.01 at
+eps = 0.25 with the default ``rel_step = 0.04``), so 40 steps can cross the ball 1.6 times
+at every budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from helpers.attacks import fgsm, pgd, random_sign_noise, validate_epsilon
+from helpers.data import NUM_CLASSES, to_int_labels, validate_images
+from helpers.evaluation import accuracy, eps_key, worst_case_accuracy
+
+#: The attacks of a curve, weakest idea first; "worst_case" combines them.
+ATTACKS: tuple[str, ...] = ("noise", "transfer", "fgsm", "pgd")
+
+
+class Check(NamedTuple):
+    """One sanity check on one model: ``passed`` and the numbers behind it."""
+
+    name: str
+    model: str
+    passed: bool
+    detail: str
+
+
+def pgd_settings(eps: float, steps: int = 40, rel_step: float = 0.04) -> dict[str, float | int]:
+    """PGD's ``steps`` and ``step_size = rel_step * eps`` for a budget ``eps``."""
+    eps = validate_epsilon(eps)
+    if not rel_step > 0:
+        raise ValueError(f"rel_step must be positive, got {rel_step!r}")
+    return {"steps": steps, "step_size": max(rel_step * eps, 1e-6)}
+
+
+def transfer_examples(
+    source: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    epsilons: Iterable[float],
+    *,
+    steps: int = 40,
+    rel_step: float = 0.04,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """PGD examples crafted on ``source`` (the attacker's own model) for every budget:
+    ``{eps_key: images (n, 28, 28, 1)}``. Evaluate any other model on them for a
+    black-box transfer attack; compute them once and reuse them for every target."""
+    labels = to_int_labels(y)
+    return {
+        eps_key(eps): pgd(source, x, labels, eps, seed=seed, **pgd_settings(eps, steps, rel_step))
+        if eps > 0
+        else validate_images(x).copy()
+        for eps in epsilons
+    }
+
+
+def robustness_curve(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    epsilons: Iterable[float],
+    *,
+    transfer: Mapping[str, np.ndarray] | None = None,
+    steps: int = 40,
+    restarts: int = 1,
+    rel_step: float = 0.04,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Accuracy of ``model`` under every attack of :data:`ATTACKS`, per budget.
+
+    Args:
+        x, y: the fixed evaluation images ``(n, 28, 28, 1)`` in [0, 1] and their labels.
+        epsilons: budgets in [0, 1].
+        transfer: :func:`transfer_examples` made on ``x`` for (at least) these budgets;
+            without it the curve has no ``"transfer"`` attack.
+        steps, restarts, rel_step: PGD's settings (see :func:`pgd_settings`).
+
+    Returns:
+        ``{"clean": {eps_key: acc}, "fgsm": ..., "pgd": ..., "noise": ..., ["transfer": ...],
+        "worst_case": ...}``; accuracies are fractions in [0, 1], every attack on the same
+        images (at eps = 0 every entry is the clean accuracy).
+    """
+    x = validate_images(x)
+    labels = to_int_labels(y)
+    clean = accuracy(model, x, labels)
+    curve: dict[str, dict[str, float]] = {}
+    for eps in epsilons:
+        key = eps_key(eps)
+        adversarial = {
+            "noise": random_sign_noise(x, eps, seed=seed),
+            "fgsm": fgsm(model, x, labels, eps),
+            "pgd": pgd(
+                model,
+                x,
+                labels,
+                eps,
+                restarts=restarts,
+                seed=seed,
+                **pgd_settings(eps, steps, rel_step),
+            )
+            if eps > 0
+            else x,
+        }
+        if transfer is not None:
+            if key not in transfer:
+                raise ValueError(f"no transfer examples for eps={key}; make them for every budget")
+            if transfer[key].shape != x.shape:
+                raise ValueError("transfer examples must be made on the same images x")
+            adversarial["transfer"] = transfer[key]
+        result = worst_case_accuracy(model, x, labels, adversarial)
+        result["clean"] = clean
+        for attack, value in result.items():
+            curve.setdefault(attack, {})[key] = value
+    return curve
+
+
+def convergence(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    steps: int = 40,
+    restarts: int = 5,
+    step_size: float = 0.01,
+    seed: int = 0,
+) -> dict[str, float]:
+    """PGD accuracy at ``eps`` as configured, with twice the steps, and with twice the
+    restarts: ``{"base", "double_steps", "double_restarts"}``. If the attack has
+    converged, doubling its effort changes little."""
+    labels = to_int_labels(y)
+
+    def accuracy_with(n_steps: int, n_restarts: int) -> float:
+        x_adv = pgd(
+            model,
+            x,
+            labels,
+            eps,
+            steps=n_steps,
+            step_size=step_size,
+            restarts=n_restarts,
+            seed=seed,
+        )
+        return accuracy(model, x_adv, labels)
+
+    return {
+        "base": accuracy_with(steps, restarts),
+        "double_steps": accuracy_with(2 * steps, restarts),
+        "double_restarts": accuracy_with(steps, 2 * restarts),
+    }
+
+
+# --- the sanity checks -------------------------------------------------------------------
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def check_chance_at_large_budget(
+    model: str, accuracy: float, eps: float, chance: float = 1 / NUM_CLASSES
+) -> Check:
+    """At a budget that can turn every image into the same grey picture (eps = 0.5), an
+    attack that works must bring accuracy down to chance (10%) or below."""
+    return Check(
+        f"chance at ε={eps:g}",
+        model,
+        accuracy <= chance,
+        f"PGD accuracy {_pct(accuracy)} (must be ≤ {_pct(chance)})",
+    )
+
+
+def check_iterative_beats_single_step(
+    model: str, curve: Mapping[str, Mapping[str, float]], tolerance: float = 0.005
+) -> Check:
+    """PGD (many steps) must be at least as strong as FGSM (one step) at every budget."""
+    worse = {
+        k: (curve["pgd"][k], curve["fgsm"][k])
+        for k in curve["pgd"]
+        if curve["pgd"][k] > curve["fgsm"][k] + tolerance
+    }
+    detail = (
+        "PGD ≤ FGSM at every ε"
+        if not worse
+        else "; ".join(f"ε={k}: PGD {_pct(p)} > FGSM {_pct(f)}" for k, (p, f) in worse.items())
+    )
+    return Check("iterative ≥ single-step", model, not worse, detail)
+
+
+def check_monotone_in_budget(
+    model: str, curve: Mapping[str, Mapping[str, float]], tolerance: float = 0.005
+) -> Check:
+    """More budget must never help the model: PGD accuracy falls (or stays) as eps grows.
+    A curve that rises is a classic sign of gradient masking or a broken attack."""
+    points = sorted((float(k), v) for k, v in curve["pgd"].items())
+    rises = [(e0, a0, e1, a1) for (e0, a0), (e1, a1) in pairwise(points) if a1 > a0 + tolerance]
+    detail = (
+        "PGD accuracy never rises with ε"
+        if not rises
+        else "; ".join(
+            f"{_pct(a0)} at ε={e0:g} < {_pct(a1)} at ε={e1:g}" for e0, a0, e1, a1 in rises
+        )
+    )
+    return Check("monotone in ε", model, not rises, detail)
+
+
+def check_converged(model: str, result: Mapping[str, float], tolerance: float = 0.01) -> Check:
+    """Doubling PGD's steps or restarts must change the accuracy by less than ``tolerance``."""
+    base = result["base"]
+    change = max(abs(result["double_steps"] - base), abs(result["double_restarts"] - base))
+    return Check(
+        "attack converged",
+        model,
+        change < tolerance,
+        f"{_pct(base)}; 2× steps {_pct(result['double_steps'])}, "
+        f"2× restarts {_pct(result['double_restarts'])} (change must be < {_pct(tolerance)})",
+    )
+
+
+def check_white_box_strongest(
+    model: str, curve: Mapping[str, Mapping[str, float]], tolerance: float = 0.005
+) -> Check:
+    """Black-box transfer and random noise of the same L∞ size must be weaker than the
+    white-box PGD attack at every budget (if not, the white-box attack is failing)."""
+    weaker = [a for a in ("transfer", "noise") if a in curve]
+    bad = [
+        f"ε={k}: {a} {_pct(curve[a][k])} < PGD {_pct(curve['pgd'][k])}"
+        for a in weaker
+        for k in curve["pgd"]
+        if curve[a][k] < curve["pgd"][k] - tolerance
+    ]
+    detail = f"{' and '.join(weaker)} ≥ PGD at every ε" if not bad else "; ".join(bad)
+    return Check("white-box strongest", model, not bad, detail)
+
+
+def check_worst_case(model: str, curve: Mapping[str, Mapping[str, float]]) -> Check:
+    """The robust accuracy (per-example worst case over attacks) can be no higher than the
+    accuracy under any single attack, nor than the clean accuracy."""
+    attacks = [a for a in (*ATTACKS, "clean") if a in curve]
+    bad = [
+        f"ε={k}: worst case {_pct(v)} > {a} {_pct(curve[a][k])}"
+        for k, v in curve["worst_case"].items()
+        for a in attacks
+        if v > curve[a][k] + 1e-12
+    ]
+    detail = "worst case ≤ every attack at every ε" if not bad else "; ".join(bad)
+    return Check("robust = worst case", model, not bad, detail)
+
+
+def require(checks: Sequence[Check]) -> None:
+    """Raise ``AssertionError`` listing every failed check (a loud stop, not a warning)."""
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        lines = "\n".join(f"- {c.model}: {c.name}: {c.detail}" for c in failed)
+        raise AssertionError(
+            f"{len(failed)} of {len(checks)} sanity checks failed; the evaluation cannot be "
+            f"trusted until they pass:\n{lines}"
+        )
+
+
+def checks_table(checks: Sequence[Check]) -> str:
+    """The checks as a Markdown table (one row per check)."""
+    rows = [f"| {c.model} | {c.name} | {'✅' if c.passed else '❌'} | {c.detail} |" for c in checks]
+    return "| model | check | passed | numbers |\n|---|---|---|---|\n" + "\n".join(rows)
