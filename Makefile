@@ -16,6 +16,7 @@ help:
 	@echo "make reproduce  run notebooks 01-05 at full size, write results/ (about 20 minutes on 2 cores)"
 	@echo "make lab        open JupyterLab on the notebooks"
 	@echo "make strip      remove outputs from the notebooks before committing"
+	@echo "make bench      measure speed on this machine, write benchmarks/results.json (about 10 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -62,3 +63,20 @@ strip: $(STAMP)
 
 clean:
 	rm -rf build
+
+# --- Benchmarks (GitHub issue 7) ------------------------------------------------------------
+# `make bench` measures where the time goes on this machine and writes benchmarks/results.json
+# (see benchmarks/README.md). Its benchmark-only packages (ART, CleverHans) go into the same
+# .venv on first use, resolved with the course's pins; if they fail to install, the benchmark
+# still runs and reports them unavailable (the install is retried next time).
+# Options: make bench BENCH_ARGS="--skip-series --skip-peers" (or --quick for a smoke run).
+BENCH_STAMP := $(VENV)/.bench-installed
+
+.PHONY: bench
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	@if $(BIN)/python -m pip install --quiet -r requirements-bench.txt; then touch $@; else \
+		echo "Note: benchmark-only packages did not install; peers will be reported unavailable."; fi
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -1,0 +1,319 @@
+"""Timing helpers and the measurements of ``make bench`` (one function per number).
+
+Conventions: every timed call is warmed up first (the first call of a ``tf.function``
+traces it), repeated, and summarised by its median. Ratios are taken per repetition between
+calls made back to back (A, B, A, B, ...) and then their median is reported, so that a
+slow spell of the machine slows both sides of a ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers.attacks import fgsm, pgd, predict_probabilities
+from helpers.data import NUM_CLASSES, one_hot
+from helpers.model import build_cnn, logits_model
+from helpers.training import train_model
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall time of one call of ``fn``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(
+    fns: Mapping[str, Callable[[], object]], reps: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Time each function ``reps`` times, round-robin after ``warmup`` untimed rounds.
+
+    Returns ``{name: [seconds per repetition]}``; repetition ``i`` of every function ran in
+    the same round, so per-round ratios compare calls made moments apart.
+    """
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            times[name].append(seconds(fn))
+    return times
+
+
+def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """Median of the per-repetition ratios ``numerator[i] / denominator[i]``."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator, strict=True))
+
+
+# -- training ---------------------------------------------------------------------------
+
+
+#: Settings per defense when :data:`helpers.training.RECIPES` is absent: notebooks 02 and 04
+#: as of issue 7 (half of each batch adversarial, train_model's 7 PGD steps).
+FALLBACK_SETTINGS: dict[str, dict[str, Any]] = {
+    "none": {"build": {}, "train": {"lr_schedule": "cosine"}},
+    "fgsm": {"build": {}, "train": {"lr_schedule": "cosine", "eps": 0.25, "adv_fraction": 0.5}},
+    "fgsm_rs": {
+        "build": {},
+        "train": {"lr_schedule": "cosine", "eps": 0.25, "adv_fraction": 0.5},
+    },
+    "pgd": {
+        "build": {},
+        "train": {"lr_schedule": "cosine", "eps": 0.25, "adv_fraction": 0.5, "pgd_steps": 7},
+    },
+}
+#: The recipe settings that shape one training step's cost (monitors, epochs and early
+#: stopping are left out: they are not part of an epoch's training time).
+_STEP_SETTINGS = ("defense", "eps", "adv_fraction", "pgd_steps", "pgd_step_size", "lr_schedule")
+
+
+def defense_settings(defenses: Sequence[str]) -> tuple[dict[str, dict[str, Any]], str]:
+    """How the course trains each defense: ``({defense: {"build", "train"}}, source)``.
+
+    Taken from ``helpers.training.RECIPES`` (the recipes of notebooks 02 and 04) where that
+    exists and names the defense, else from :data:`FALLBACK_SETTINGS`.
+    """
+    from helpers import training
+
+    recipes = getattr(training, "RECIPES", None)
+    settings, sources = {}, set()
+    for defense in defenses:
+        recipe = None
+        if isinstance(recipes, Mapping):
+            matches = [r for r in recipes.values() if r.get("defense", "none") == defense]
+            recipe = matches[0] if matches else None
+        if recipe is not None:
+            build = dict(recipe.get("build", {}))
+            train = {k: recipe[k] for k in _STEP_SETTINGS if k in recipe and k != "defense"}
+            settings[defense] = {"build": build, "train": train}
+            sources.add("helpers.training.RECIPES")
+        else:
+            settings[defense] = FALLBACK_SETTINGS[defense]
+            sources.add("benchmarks.measure.FALLBACK_SETTINGS")
+    return settings, " + ".join(sorted(sources))
+
+
+def training_epochs(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    settings: Mapping[str, Mapping[str, Any]],
+    timed_epochs: int,
+    batch_size: int,
+    seed: int = 0,
+) -> tuple[dict[str, list[float]], dict[str, keras.Model]]:
+    """Seconds per epoch on ``x`` for each defense in ``settings``, warm-up epoch excluded.
+
+    ``settings`` maps a defense to ``{"build": build_cnn kwargs, "train": train_model
+    kwargs}`` (see :func:`defense_settings`). Each ``train_model`` call compiles its own
+    training step, so its first epoch includes tracing; that epoch is dropped. The standard
+    model (``"none"``) is measured first and once more at the end (continuing its training),
+    so drift of the machine during the measurement shows on both sides of every ratio.
+
+    Returns ``({defense: [seconds per timed epoch]}, {defense: trained model})``.
+    """
+    models = {d: build_cnn(name=f"bench_{d}", **settings[d].get("build", {})) for d in settings}
+    epochs: dict[str, list[float]] = {d: [] for d in settings}
+    order = list(settings)
+    if "none" in order:
+        order.append("none")
+    for defense in order:
+        history = train_model(
+            models[defense],
+            x,
+            y,
+            epochs=1 + timed_epochs,
+            batch_size=batch_size,
+            defense=defense,
+            seed=seed,
+            progress=False,
+            **settings[defense].get("train", {}),
+        )
+        epochs[defense] += history["epoch_seconds"][1:]
+    return epochs, models
+
+
+# -- attacks ----------------------------------------------------------------------------
+
+
+def forward_backward_fn(model: keras.Model) -> Callable[[np.ndarray, np.ndarray, int], None]:
+    """The floor under FGSM: the input gradient of the loss (on the logits), per batch.
+
+    A plain compiled forward pass plus backward pass to the input, with nothing around it
+    (no sign, no step, no clipping, no copy back to NumPy): what any FGSM must compute.
+    Returns ``run(x, y_onehot, batch_size)``.
+    """
+    net = logits_model(model)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 28, 28, 1], tf.float32),
+            tf.TensorSpec([None, NUM_CLASSES], tf.float32),
+        ]
+    )
+    def gradient(x: tf.Tensor, y_onehot: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = net(x, training=False)
+            loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_onehot, logits=logits)
+        return tape.gradient(loss, x)
+
+    def run(x: np.ndarray, y_onehot: np.ndarray, batch_size: int) -> None:
+        for start in range(0, len(x), batch_size):
+            gradient(x[start : start + batch_size], y_onehot[start : start + batch_size])
+
+    return run
+
+
+def fgsm_cost(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    eps: float,
+    reps: int,
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """FGSM on ``x`` (true labels) against one forward+backward pass and one forward pass."""
+    floor = forward_backward_fn(model)
+    y_onehot = one_hot(y)
+    times = interleaved(
+        {
+            "fwd_bwd": lambda: floor(x, y_onehot, batch_size),
+            "fgsm": lambda: fgsm(model, x, y, eps, batch_size=batch_size),
+            "forward": lambda: predict_probabilities(model, x, batch_size),
+        },
+        reps,
+    )
+    fgsm_s = statistics.median(times["fgsm"])
+    return {
+        "images": len(x),
+        "batch_size": batch_size,
+        "fgsm_s": fgsm_s,
+        "fwd_bwd_s": statistics.median(times["fwd_bwd"]),
+        "forward_s": statistics.median(times["forward"]),
+        "fgsm_images_per_s": len(x) / fgsm_s,
+        "fgsm_over_fwd_bwd": median_ratio(times["fgsm"], times["fwd_bwd"]),
+        "times": times,
+    }
+
+
+def pgd_cost(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float,
+    reps: int,
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """PGD-``steps`` as evaluated in notebook 05 (random start, one restart): seconds per
+    step, relative to one FGSM on the same images."""
+    times = interleaved(
+        {
+            "pgd": lambda: pgd(
+                model, x, y, eps, step_size=step_size, steps=steps, batch_size=batch_size
+            ),
+            "fgsm": lambda: fgsm(model, x, y, eps, batch_size=batch_size),
+        },
+        reps,
+    )
+    per_step = [t / steps for t in times["pgd"]]
+    return {
+        "images": len(x),
+        "steps": steps,
+        "step_size": step_size,
+        "pgd_s": statistics.median(times["pgd"]),
+        "fgsm_s": statistics.median(times["fgsm"]),
+        "pgd_step_over_fgsm": median_ratio(per_step, times["fgsm"]),
+        "times": times,
+    }
+
+
+# -- the explorer -----------------------------------------------------------------------
+
+
+def slider_latency(
+    models: Mapping[str, keras.Model],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    moves: int,
+    side_by_side: bool,
+    eps: float = 0.25,
+) -> dict[str, Any]:
+    """Milliseconds per move of the explorer's epsilon slider, as notebooks 03/05 build it.
+
+    The explorer is built on ``x`` (its constructor computes the attack directions and the
+    accuracy curve, reported as ``open_s``); then the slider is moved to ``moves + 1``
+    different values and each redraw's ``render_ms`` is read. The first move is a warm-up.
+    This is the Python side of a move (compute + redraw + PNG), not the browser's.
+    """
+    from helpers.explorer import EPS_MAX, EPS_STEP, make_explorer
+
+    stops = np.round(np.arange(EPS_STEP, EPS_MAX + 1e-9, EPS_STEP), 4)
+    if not 1 <= moves < len(stops) - 1:
+        raise ValueError(f"moves must lie in 1..{len(stops) - 2}, got {moves}")
+    start = time.perf_counter()
+    explorer = make_explorer(models, x, y, side_by_side=side_by_side, eps=eps)
+    open_s = time.perf_counter() - start
+    # Distinct values, each one different from the last, so every assignment redraws.
+    values = [float(stops[(i * 7) % len(stops)]) for i in range(1, moves + 2)]
+    first = len(explorer.render_ms)
+    for value in values:
+        explorer.eps.value = value
+    ms = explorer.render_ms[first + 1 :]
+    if len(ms) != moves:
+        raise RuntimeError(f"expected {moves} timed redraws, got {len(ms)}")
+    return {
+        "models": len(models),
+        "images": len(x),
+        "moves": moves,
+        "open_s": open_s,
+        "slider_ms": statistics.median(ms),
+        "slider_ms_max": max(ms),
+    }
+
+
+# -- the notebook series ----------------------------------------------------------------
+
+
+def series_at_ci_size(scratch: Path, notebooks: Sequence[str]) -> dict[str, float]:
+    """Execute ``notebooks`` in order at CI size, as ``make notebooks`` does; seconds each.
+
+    Models and metrics go to ``scratch/artifacts`` (emptied first, so the run starts clean
+    like CI), executed copies to ``scratch/executed``; the user's ``artifacts/`` is never
+    touched. The kernels inherit ``MNIST_AD_ARTIFACTS`` from this process.
+    """
+    import shutil
+
+    from helpers.series import run_notebook
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    previous = os.environ.get("MNIST_AD_ARTIFACTS")
+    os.environ["MNIST_AD_ARTIFACTS"] = str(scratch / "artifacts")
+    try:
+        result = {}
+        for notebook in notebooks:
+            _, result[notebook] = run_notebook(notebook, scratch / "executed", size="ci")
+            print(f"   {notebook}: {result[notebook]:.0f} s", flush=True)
+        return result
+    finally:
+        if previous is None:
+            os.environ.pop("MNIST_AD_ARTIFACTS", None)
+        else:
+            os.environ["MNIST_AD_ARTIFACTS"] = previous

@@ -1,0 +1,387 @@
+"""``make bench`` / ``python -m benchmarks.run``: measure, write ``results.json``, print the table.
+
+Usage::
+
+    python -m benchmarks.run                    # default size (about 10 minutes on 2 cores)
+    python -m benchmarks.run --skip-series      # without the CI-size notebook series
+    python -m benchmarks.run --skip-peers       # without ART and CleverHans
+    python -m benchmarks.run --quick --skip-series --skip-peers   # smoke run, seconds
+    python -m benchmarks.run --table            # print the table of benchmarks/results.json
+
+A quick run writes ``build/bench/results-quick.json`` unless ``--out`` says otherwise, so it
+never replaces the committed ``benchmarks/results.json`` of a real run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from helpers.paths import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results.json"
+QUICK_RESULTS = PROJECT_ROOT / "build" / "bench" / "results-quick.json"
+SERIES_SCRATCH = PROJECT_ROOT / "build" / "bench" / "series"
+EPS = 0.25  # the course's budget
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each measurement does (the default keeps `make bench` near 10 min)."""
+
+    train_images: int  # images per timed training epoch (scaled to the full 54,000)
+    timed_epochs: int  # timed epochs per training call, after one warm-up epoch
+    batch_size: int  # training batch, as in notebooks 02 and 04
+    train_pgd_steps: int | None  # PGD steps of the "pgd" defense (None: the course's recipe)
+    fgsm_images: int  # test images for FGSM throughput (10,000 = the whole test set)
+    attack_reps: int  # repetitions of each timed attack
+    pgd_images: int  # images for PGD evaluation cost
+    pgd_steps: int  # PGD-k for evaluation cost, as notebook 05 (40 steps of 0.01)
+    pgd_reps: int
+    explorer_images: int  # images in the explorer, as notebooks 03/05
+    explorer_moves: int  # timed slider moves
+    peer_images: int  # test images for the ART / CleverHans comparison
+    peer_pgd_steps: int
+    peer_reps: int
+
+
+DEFAULT = Sizes(
+    train_images=10_240,
+    timed_epochs=2,
+    batch_size=128,
+    train_pgd_steps=None,
+    fgsm_images=10_000,
+    attack_reps=5,
+    pgd_images=1_000,
+    pgd_steps=40,
+    pgd_reps=3,
+    explorer_images=1_000,
+    explorer_moves=30,
+    peer_images=2_000,
+    peer_pgd_steps=10,
+    peer_reps=3,
+)
+QUICK = Sizes(
+    train_images=512,
+    timed_epochs=1,
+    batch_size=128,
+    train_pgd_steps=2,
+    fgsm_images=256,
+    attack_reps=2,
+    pgd_images=128,
+    pgd_steps=3,
+    pgd_reps=2,
+    explorer_images=60,
+    explorer_moves=3,
+    peer_images=128,
+    peer_pgd_steps=3,
+    peer_reps=2,
+)
+DEFENSES = ("none", "fgsm", "fgsm_rs", "pgd")
+#: The measurements, in the order they run; --only / --skip-* pick among them.
+SECTIONS = ("training", "fgsm", "pgd", "explorer", "peers", "series")
+PGD_STEP_SIZE = 0.01  # notebook 05's PGD step
+
+
+def _section(title: str) -> float:
+    print(f"== {title}", flush=True)
+    return time.perf_counter()
+
+
+def _done(start: float, text: str = "") -> None:
+    print(f"   {text}{' ' if text else ''}({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def measure(
+    sizes: Sizes,
+    *,
+    quick: bool,
+    sections: tuple[str, ...] = SECTIONS,
+    peers: tuple[str, ...] = ("art", "cleverhans"),
+    series_notebooks: tuple[str, ...] | None = None,
+    model_path: Path | None = None,
+) -> dict[str, Any]:
+    """Run the measurements of ``sections`` and return the results (see benchmarks/README.md)."""
+    import keras
+
+    from benchmarks import measure as m
+    from benchmarks import report
+    from helpers.attacks import predict_probabilities
+    from helpers.data import prepare_mnist, stratified_subset
+    from helpers.model import build_cnn
+    from helpers.series import NOTEBOOKS
+    from helpers.training import set_seed, train_model
+
+    began = time.perf_counter()
+    results: dict[str, Any] = {**report.run_facts(), "quick": quick, "sizes": asdict(sizes)}
+    results["eps"] = EPS
+    skipped = [name for name in SECTIONS if name not in sections]
+    set_seed(0)  # as the notebooks do (with TensorFlow's deterministic ops)
+    data = prepare_mnist(seed=0)
+    full_train = len(data.x_train)
+    results["full_train_images"] = full_train
+    n = min(sizes.train_images, full_train)
+    x_test, y_test = data.x_test, data.y_test
+
+    # -- training ----------------------------------------------------------------------
+    models: dict[str, keras.Model] = {}
+    if "training" in sections:
+        start = _section(f"training epochs on {n:,} images, scaled to {full_train:,}")
+        settings, source = m.defense_settings(DEFENSES)
+        if sizes.train_pgd_steps is not None:  # --quick: fewer PGD steps than the recipe
+            steps = sizes.train_pgd_steps
+            settings["pgd"] = {
+                **settings["pgd"],
+                "train": {**settings["pgd"]["train"], "pgd_steps": steps},
+            }
+        epochs, models = m.training_epochs(
+            data.x_train[:n],
+            data.y_train[:n],
+            settings=settings,
+            timed_epochs=sizes.timed_epochs,
+            batch_size=sizes.batch_size,
+        )
+        results["training_settings"] = {"source": source, **settings}
+        standard = statistics.median(epochs["none"])
+        results["standard_images_per_s"] = n / standard
+        results["standard_epoch_s"] = standard * full_train / n
+        results["adversarial_training"] = {}
+        for defense in DEFENSES[1:]:
+            over = statistics.median(epochs[defense]) / standard
+            entry = {"over_standard": over, "epoch_s": over * results["standard_epoch_s"]}
+            entry.update(settings[defense]["train"])
+            results["adversarial_training"][defense] = entry
+            results[f"{defense}_at_epoch_over_standard"] = over
+        results["training_epoch_seconds"] = epochs
+        _done(
+            start,
+            f"standard {results['standard_images_per_s']:,.0f} images/s; FGSM training "
+            f"{results['fgsm_at_epoch_over_standard']:.2f}× standard",
+        )
+
+    # -- the model the attacks run on --------------------------------------------------
+    if {"fgsm", "pgd", "explorer", "peers"} & set(sections):
+        if model_path is not None:
+            model = keras.models.load_model(model_path)
+            try:
+                source = str(Path(model_path).resolve().relative_to(PROJECT_ROOT))
+            except ValueError:
+                source = str(model_path)
+            results["attack_model"] = {"source": source}
+        elif "none" in models:
+            model = models["none"]
+            results["attack_model"] = {
+                "source": "trained by the benchmark: the standard CNN of the training "
+                f"measurement ({2 * (1 + sizes.timed_epochs)} epochs on {n:,} images)"
+            }
+        else:
+            start = _section(f"training the model to attack (1 epoch on {n:,} images)")
+            model = build_cnn()
+            train_model(model, data.x_train[:n], data.y_train[:n], epochs=1, progress=False)
+            results["attack_model"] = {
+                "source": f"trained by the benchmark: standard CNN, 1 epoch on {n:,} images"
+            }
+            _done(start)
+        predicted = predict_probabilities(model, x_test).argmax(axis=1)
+        results["attack_model"]["clean_accuracy"] = float((predicted == y_test).mean())
+
+    # -- FGSM --------------------------------------------------------------------------
+    if "fgsm" in sections:
+        xf, yf = stratified_subset(x_test, y_test, sizes.fgsm_images, seed=0)
+        start = _section(f"FGSM on {len(xf):,} test images vs one forward+backward pass")
+        fg = m.fgsm_cost(model, xf, yf, eps=EPS, reps=sizes.attack_reps)
+        results["fgsm"] = fg
+        results["fgsm_over_fwd_bwd"] = fg["fgsm_over_fwd_bwd"]
+        results["fgsm_images_per_s"] = fg["fgsm_images_per_s"]
+        _done(start, f"{fg['fgsm_images_per_s']:,.0f} images/s, {fg['fgsm_over_fwd_bwd']:.2f}×")
+
+    # -- PGD ---------------------------------------------------------------------------
+    if "pgd" in sections:
+        xp, yp = stratified_subset(x_test, y_test, sizes.pgd_images, seed=0)
+        start = _section(f"PGD-{sizes.pgd_steps} on {len(xp):,} test images vs FGSM")
+        pg = m.pgd_cost(
+            model,
+            xp,
+            yp,
+            eps=EPS,
+            steps=sizes.pgd_steps,
+            step_size=PGD_STEP_SIZE,
+            reps=sizes.pgd_reps,
+        )
+        results["pgd"] = pg
+        results["pgd_step_over_fgsm"] = pg["pgd_step_over_fgsm"]
+        _done(start, f"{pg['pgd_step_over_fgsm']:.2f}× FGSM per step")
+
+    # -- the explorer ------------------------------------------------------------------
+    if "explorer" in sections:
+        xe, ye = x_test[: sizes.explorer_images], y_test[: sizes.explorer_images]
+        start = _section(f"explorer slider on {len(xe):,} images")
+        one = m.slider_latency(
+            {"standard": model}, xe, ye, moves=sizes.explorer_moves, side_by_side=False
+        )
+        # As notebook 05: the standard and the FGSM-trained model side by side.
+        second = models.get("fgsm", model)
+        two = m.slider_latency(
+            {"standard": model, "FGSM-trained": second},
+            xe,
+            ye,
+            moves=sizes.explorer_moves,
+            side_by_side=True,
+        )
+        results["explorer"] = {"one_model": one, "two_models": two}
+        results["slider_ms"] = one["slider_ms"]
+        results["slider_ms_two_models"] = two["slider_ms"]
+        _done(start, f"{one['slider_ms']:.0f} ms one model, {two['slider_ms']:.0f} ms two")
+
+    # -- peers -------------------------------------------------------------------------
+    if "peers" in sections and peers:
+        from benchmarks.peers import AGREEMENT_TOLERANCE, compare
+
+        xq, yq = stratified_subset(x_test, y_test, sizes.peer_images, seed=0)
+        start = _section(f"ours vs {', '.join(peers)} on {len(xq):,} test images")
+        comparison = compare(
+            model,
+            xq,
+            yq,
+            eps=EPS,
+            steps=sizes.peer_pgd_steps,
+            step_size=PGD_STEP_SIZE,
+            reps=sizes.peer_reps,
+            peers=peers,
+        )
+        results["peers"] = comparison
+        results["peer_images"] = len(xq)
+        results["peer_pgd_steps"] = sizes.peer_pgd_steps
+        results["peer_tolerance"] = AGREEMENT_TOLERANCE
+        for peer in peers:
+            entry = comparison[peer]
+            if not entry["available"]:
+                print(f"   {peer}: unavailable ({entry['reason']})", flush=True)
+                continue
+            for attack in ("fgsm", "pgd"):
+                rec = entry.get(attack, {})
+                if "over_ours" in rec:
+                    results[f"{peer}_{attack}_over_ours"] = rec["over_ours"]
+                    ours = comparison["ours"][attack]["accuracy"]
+                    print(
+                        f"   {peer} {attack}: {rec['over_ours']:.2f}× our time, accuracy "
+                        f"{rec['accuracy']:.4f} vs ours {ours:.4f}"
+                        f"{'' if rec['agrees'] else '  DISAGREE'}",
+                        flush=True,
+                    )
+                else:
+                    print(f"   {peer} {attack}: {rec.get('error')}", flush=True)
+        _done(start)
+
+    # -- the notebook series -----------------------------------------------------------
+    full = report.series_full_from_results()
+    if "series_full_s" in full:
+        results["series_full_s"] = full["series_full_s"]
+        results["series_full_source"] = full["source"]
+    else:
+        results["series_full_note"] = full["note"]
+    if "series" in sections:
+        notebooks = NOTEBOOKS
+        if series_notebooks:
+            notebooks = tuple(nb for nb in NOTEBOOKS if nb.startswith(series_notebooks))
+        start = _section(
+            f"{len(notebooks)} notebook{'s' * (len(notebooks) != 1)} at CI size "
+            f"(scratch: {SERIES_SCRATCH})"
+        )
+        try:
+            seconds = m.series_at_ci_size(SERIES_SCRATCH, notebooks)
+        except Exception as err:  # a failing notebook: keep the other numbers, exit non-zero
+            results["series_ci_error"] = f"{type(err).__name__}: {str(err)[:2000]}"
+            print(f"   FAILED: {results['series_ci_error']}", flush=True)
+        else:
+            total = sum(seconds.values())
+            results["series_ci_notebooks"] = seconds
+            if notebooks == NOTEBOOKS:
+                results["series_ci_s"] = total
+            else:
+                results["series_ci_partial_s"] = total
+                skipped.append(
+                    f"series notebooks other than {', '.join(nb[:2] for nb in notebooks)}"
+                )
+        _done(start)
+
+    results["skipped"] = skipped
+    results["benchmark_s"] = time.perf_counter() - began
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="Measure where the course's time goes (see benchmarks/README.md).",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, metavar="SECTION", help=f"only {SECTIONS}"
+    )
+    parser.add_argument(
+        "--skip-series", action="store_true", help="do not run the notebooks at CI size"
+    )
+    parser.add_argument("--skip-peers", action="store_true", help="do not compare ART/CleverHans")
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        choices=["art", "cleverhans"],
+        default=["art", "cleverhans"],
+        help="which peers to compare (default: both)",
+    )
+    parser.add_argument(
+        "--series-notebooks",
+        nargs="+",
+        metavar="PREFIX",
+        help="only these notebooks of the series (e.g. 01); the total is then partial",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="a saved .keras model to attack (default: train one)"
+    )
+    parser.add_argument("--out", type=Path, help="where to write the JSON")
+    parser.add_argument(
+        "--table", action="store_true", help="only print the table of an existing JSON"
+    )
+    args = parser.parse_args(argv)
+
+    from benchmarks.report import render_table
+
+    out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
+    if args.table:
+        if not out.exists():
+            print(f"no results at {out}: run `make bench` first", file=sys.stderr)
+            return 1
+        print(render_table(json.loads(out.read_text())))
+        return 0
+
+    sections = tuple(s for s in SECTIONS if s in (args.only or SECTIONS))
+    sections = tuple(
+        s
+        for s in sections
+        if not (s == "series" and args.skip_series) and not (s == "peers" and args.skip_peers)
+    )
+    sizes = QUICK if args.quick else DEFAULT
+    results = measure(
+        sizes,
+        quick=args.quick,
+        sections=sections,
+        peers=tuple(dict.fromkeys(args.peers)),
+        series_notebooks=tuple(args.series_notebooks) if args.series_notebooks else None,
+        model_path=args.model,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print("\n" + render_table(results) + "\n")
+    print(f"wrote {out} in {results['benchmark_s'] / 60:.1f} min")
+    return 1 if "series_ci_error" in results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
