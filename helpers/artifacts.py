@@ -24,6 +24,9 @@ from helpers.paths import artifacts_dir
 PRODUCED_BY = {
     "standard": "notebooks/02_training_a_cnn.ipynb",
     "fgsm_at": "notebooks/04_adversarial_training.ipynb",
+    "fgsm_rs_at": "notebooks/04_adversarial_training.ipynb",
+    "pgd_at": "notebooks/04_adversarial_training.ipynb",
+    "surrogate": "notebooks/06_robustness_evaluation.ipynb",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

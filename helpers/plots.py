@@ -229,3 +229,96 @@ def plot_series(
     # Below the axes, so that no curve is hidden behind the legend.
     fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     return fig
+
+
+#: Colours and styles of the attacks in :func:`plot_robustness_curves`.
+_ATTACK_STYLE = {
+    "noise": ("random noise", "tab:gray", ":"),
+    "transfer": ("transfer (black-box)", "tab:purple", "-."),
+    "fgsm": ("FGSM", "tab:blue", "--"),
+    "pgd": ("PGD", "tab:red", "-"),
+    "worst_case": ("worst case (robust accuracy)", "black", "-"),
+}
+
+
+def plot_robustness_curves(
+    curves: Mapping[str, Mapping[str, Mapping[str, float]]], title: str = "Accuracy under attack"
+) -> Figure:
+    """One panel per model: accuracy against epsilon under each attack of its curve
+    (``{model: {attack: {eps_key: accuracy}}}``, see :mod:`helpers.robustness`), with the
+    per-example worst case as a wide grey band underneath and the area below it shaded."""
+    n = len(curves)
+    ncols = min(n, 2)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(6.2 * ncols, 3.9 * nrows), sharex=True, sharey=True, squeeze=False
+    )
+    for ax, (model, curve) in zip(axes.flat, curves.items(), strict=False):
+        for attack, (label, color, style) in _ATTACK_STYLE.items():
+            if attack not in curve:
+                continue
+            eps = np.array([float(k) for k in curve[attack]])
+            acc = np.array(list(curve[attack].values()))
+            order = np.argsort(eps)
+            if attack == "worst_case":
+                # A wide band underneath: the attack that sets it stays visible on top.
+                ax.plot(
+                    eps[order], acc[order], color=color, lw=7, alpha=0.22, label=label, zorder=1
+                )
+                ax.fill_between(eps[order], acc[order], color=color, alpha=0.05, zorder=0)
+            else:
+                ax.plot(
+                    eps[order],
+                    acc[order],
+                    color=color,
+                    ls=style,
+                    lw=1.6,
+                    marker="o",
+                    ms=3.5,
+                    label=label,
+                    zorder=3,
+                )
+        ax.axhline(1 / NUM_CLASSES, color="gray", ls=":", lw=1)
+        ax.set(title=model, ylim=(0, 1.02))
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("ε (L∞ budget)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=9, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def plot_robustness_during_training(
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "Validation accuracy under PGD after every epoch",
+) -> Figure:
+    """Per training recipe (``{label: history}`` from :func:`helpers.training.train_model`):
+    validation accuracy under PGD (solid) and under FGSM (dashed) against the epoch.
+    Catastrophic overfitting shows as a solid line that collapses while its dashed twin
+    keeps climbing."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    colors = sns.color_palette("deep", len(histories))
+    for color, (label, history) in zip(colors, histories.items(), strict=True):
+        if "val_pgd_accuracy" not in history:
+            continue
+        epochs = np.arange(1, len(history["val_pgd_accuracy"]) + 1)
+        ax.plot(epochs, history["val_pgd_accuracy"], color=color, marker="o", label=f"{label}: PGD")
+        if "val_fgsm_accuracy" in history:
+            ax.plot(
+                epochs,
+                history["val_fgsm_accuracy"],
+                color=color,
+                ls="--",
+                alpha=0.7,
+                label=f"{label}: FGSM",
+            )
+    ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.02), title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="lower right", ncols=2)
+    fig.tight_layout()
+    return fig

@@ -34,9 +34,7 @@ REFERENCE: dict[str, dict[str, float]] = {
     "standard": {"clean": 0.992, "fgsm": 0.722},
     "fgsm_at": {"clean": 0.992, "fgsm": 0.962},
 }
-MODEL_LABELS = {"standard": "standard CNN", "fgsm_at": "FGSM adversarially trained CNN"}
-#: metrics written by the notebooks -> models they describe
-TRAINING_METRICS = {"standard": "standard_training", "fgsm_at": "fgsm_at_training"}
+REFERENCE_LABELS = {"standard": "standard CNN", "fgsm_at": "adversarially trained CNN"}
 
 
 def _cpu_model() -> str:
@@ -90,26 +88,40 @@ def run_info(size: str, seed: int = 0) -> dict[str, Any]:
 
 
 def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) -> dict[str, Any]:
-    """Assemble ``metrics.json`` from what the notebooks saved in the artifacts folder."""
+    """Assemble ``metrics.json`` from what the notebooks saved in the artifacts folder:
+    the training metrics of notebooks 02 and 04, the saturated-softmax experiment of 03 and
+    the robustness evaluation of 06."""
     from helpers.artifacts import load_metrics
+    from helpers.training import MODEL_LABELS
 
-    evaluation = load_metrics("evaluation")
+    robustness = load_metrics("robustness")
     attack = load_metrics("fgsm_attack")
+    key = _key(robustness["eps"])
     models = {}
-    for name, training_name in TRAINING_METRICS.items():
-        training = load_metrics(training_name)
-        measured = evaluation["models"][name]
+    for name in MODEL_LABELS:
+        training = load_metrics(f"{name}_training")
+        headline = robustness["headline"][name]
         models[name] = {
-            "clean": measured["clean"],
-            "fgsm": measured["fgsm"],
-            "pgd": measured["pgd"],
-            "fgsm_label_leaking": measured["fgsm_label_leaking"],
+            "clean": headline["clean"],
+            "fgsm": {key: headline["fgsm"]},
+            "pgd": {key: headline["pgd"]},
+            "robust": {key: headline["robust"]},
+            "curves": robustness["curves"][name],
+            "fgsm_label_leaking": robustness["label_leaking"][name],
             "train_seconds": training["train_seconds"],
             "epochs": training["epochs"],
         }
     return {
         "run": {**info, "notebook_seconds": notebook_seconds},
-        "evaluation": {k: evaluation[k] for k in ("n_test", "n_pgd", "eps", "pgd")},
+        "evaluation": {
+            "eps": robustness["eps"],
+            "n_test": robustness["n_test"],
+            "n_headline": robustness["n_headline"],
+            "n_curve": robustness["n_curve"],
+            "pgd": {**robustness["pgd"], "random_start": True},
+            "rel_step": robustness["rel_step"],
+            "checks": robustness["checks"],
+        },
         "models": models,
         "saturated_softmax": {
             "model": "standard",
@@ -135,12 +147,15 @@ def _pct(value: float | None) -> str:
 
 def results_table(metrics: dict[str, Any]) -> str:
     """The README's Markdown table, generated from ``metrics.json`` alone."""
+    from helpers.training import MODEL_LABELS
+
     ev = metrics["evaluation"]
     key = _key(ev["eps"])
     pgd = ev["pgd"]
+    restarts = f"{pgd['restarts']} restart{'s' if pgd['restarts'] > 1 else ''}"
     header = (
-        f"| model | clean | FGSM ε={key} | PGD-{pgd['steps']} ε={key} | training time |\n"
-        "|---|---|---|---|---|\n"
+        f"| model | clean | FGSM ε={key} | PGD-{pgd['steps']} ×{pgd['restarts']} ε={key} | "
+        f"robust ε={key} | training time |\n|---|---|---|---|---|---|\n"
     )
     rows = []
     # The course's order (MODEL_LABELS), not the JSON's alphabetical one; then any others.
@@ -151,23 +166,27 @@ def results_table(metrics: dict[str, Any]) -> str:
         ref = REFERENCE.get(name)
         if ref:
             rows.append(
-                f"| reference: {MODEL_LABELS[name]} | {_pct(ref['clean'])} | "
-                f"{_pct(ref['fgsm'])} | – | – |"
+                f"| reference: {REFERENCE_LABELS[name]} | {_pct(ref['clean'])} | "
+                f"{_pct(ref['fgsm'])} | – | – | – |"
             )
         minutes = measured["train_seconds"] / 60
         rows.append(
             f"| **ours: {MODEL_LABELS.get(name, name)}** | {_pct(measured['clean'])} | "
             f"{_pct(measured['fgsm'][key])} | {_pct(measured['pgd'][key])} | "
-            f"{minutes:.1f} min ({measured['epochs']} epochs) |"
+            f"{_pct(measured['robust'][key])} | {minutes:.1f} min ({measured['epochs']} epochs) |"
         )
     run = metrics["run"]
+    passed = sum(c["passed"] for c in ev["checks"])
     note = (
         f"\nMeasured {run['date']} on {run['machine']} (commit `{run['commit']}`, seed "
         f"{run['seed']}, TensorFlow {run['tensorflow']}). Clean and FGSM accuracy on all "
         f"{ev['n_test']:,} test images; PGD ({pgd['steps']} steps of {pgd['step_size']}, "
-        f"random start, {pgd['restarts']} restart{'s' if pgd['restarts'] > 1 else ''}) on a "
-        f"fixed stratified subset of {ev['n_pgd']:,}. Attacks use the true labels and the "
-        "loss on the logits."
+        f"random start, {restarts}, each image keeps its worst case) and robust accuracy "
+        f"(per image, the worst case over FGSM, PGD, a transfer attack and random noise) on a "
+        f"fixed stratified subset of {ev['n_headline']:,}. Attacks use the true labels and the "
+        f"loss on the logits. Training time includes the per-epoch validation attacks. "
+        f"Sanity checks of notebook 06 (Carlini et al. 2019): {passed} of {len(ev['checks'])} "
+        "passed."
     )
     seconds = run.get("notebook_seconds", {})
     if seconds:

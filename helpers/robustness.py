@@ -277,7 +277,62 @@ def require(checks: Sequence[Check]) -> None:
         )
 
 
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def checks_table(checks: Sequence[Check]) -> str:
     """The checks as a Markdown table (one row per check)."""
-    rows = [f"| {c.model} | {c.name} | {'✅' if c.passed else '❌'} | {c.detail} |" for c in checks]
-    return "| model | check | passed | numbers |\n|---|---|---|---|\n" + "\n".join(rows)
+    return _markdown_table(
+        ("model", "check", "passed", "numbers"),
+        ((c.model, c.name, "✅" if c.passed else "❌", c.detail) for c in checks),
+    )
+
+
+def curves_table(
+    curves: Mapping[str, Mapping[str, Mapping[str, float]]], epsilons: Iterable[float]
+) -> str:
+    """Markdown: one row per model and attack, one column per budget (accuracy in %)."""
+    keys = [eps_key(e) for e in epsilons]
+    rows = [
+        (
+            model if attack == "noise" else "",
+            attack.replace("_", " "),
+            *[_pct(c[attack][k]) for k in keys],
+        )
+        for model, c in curves.items()
+        for attack in (*ATTACKS, "worst_case")
+        if attack in c
+    ]
+    return _markdown_table(("model", "attack", *[f"ε={k}" for k in keys]), rows)
+
+
+def headline_table(headline: Mapping[str, Mapping[str, float]], eps: float) -> str:
+    """Markdown: clean, FGSM, PGD and robust (worst-case) accuracy per model at ``eps``."""
+    return _markdown_table(
+        ("model", "clean", f"FGSM ε={eps:g}", f"PGD ε={eps:g}", f"robust ε={eps:g}"),
+        (
+            (model, *[_pct(h[k]) for k in ("clean", "fgsm", "pgd", "robust")])
+            for model, h in headline.items()
+        ),
+    )
+
+
+def leaking_table(leaking: Mapping[str, Mapping[str, float]], eps: float) -> str:
+    """Markdown: clean accuracy against FGSM with true and with predicted labels. FGSM
+    accuracy above clean accuracy (true labels) is the signature of label leaking."""
+    return _markdown_table(
+        ("model", "clean", f"FGSM ε={eps:g}, true labels", "FGSM, predicted labels", "leaking?"),
+        (
+            (
+                model,
+                _pct(v["clean"]),
+                _pct(v["true_label"]),
+                _pct(v["predicted_label"]),
+                "**yes**: adversarial > clean" if v["true_label"] > v["clean"] else "no",
+            )
+            for model, v in leaking.items()
+        ),
+    )

@@ -19,6 +19,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "03_fgsm_attack.ipynb",
     "04_adversarial_training.ipynb",
     "05_evaluation.ipynb",
+    "06_robustness_evaluation.ipynb",
 )
 
 _CI_REBUILD = {"REBUILD_N_TRAIN": 2000, "REBUILD_EPOCHS": 1}
@@ -28,8 +29,26 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
     "01_data_and_preprocessing.ipynb": {},
     "02_training_a_cnn.ipynb": {"N_TRAIN": 3000, "EPOCHS": 2},
     "03_fgsm_attack.ipynb": {"N_TEST": 500, **_CI_REBUILD},
-    "04_adversarial_training.ipynb": {"N_TRAIN": 3000, "EPOCHS": 2, "MONITOR_PGD_STEPS": 5},
+    "04_adversarial_training.ipynb": {
+        "N_TRAIN": 3000,
+        "EPOCHS": 2,
+        "FGSM_RS_EPOCHS": 2,
+        "PGD_EPOCHS": 2,
+        "MONITOR_PGD_STEPS": 5,
+    },
     "05_evaluation.ipynb": {"N_TEST": 500, "N_PGD": 100, "PGD_RESTARTS": 1, **_CI_REBUILD},
+    "06_robustness_evaluation.ipynb": {
+        "EPSILONS": [0.0, 0.1, 0.2, 0.3],
+        "N_CURVE": 200,
+        "N_HEADLINE": 300,
+        "N_CHECK": 200,
+        "PGD_STEPS": 20,
+        "PGD_RESTARTS": 2,
+        "TOLERANCE": 0.03,
+        "SURROGATE_N_TRAIN": 2000,
+        "SURROGATE_EPOCHS": 1,
+        **_CI_REBUILD,
+    },
 }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -287,39 +287,131 @@ def train_model(
     return history
 
 
-def train_on_mnist(
-    defense: Defense = "none",
+#: The course's four models, in the order the notebooks present them.
+MODEL_LABELS: dict[str, str] = {
+    "standard": "standard CNN",
+    "fgsm_at": "FGSM-trained CNN",
+    "fgsm_rs_at": "FGSM-RS-trained CNN",
+    "pgd_at": "PGD-trained CNN",
+}
+
+#: How notebooks 02 and 04 train each model at full size (their parameters cells hold the
+#: same values; a test keeps the two in step). ``build`` goes to
+#: :func:`helpers.model.build_cnn`, the rest to :func:`train_model`.
+RECIPES: dict[str, dict[str, Any]] = {
+    "standard": {
+        "build": {"width": 1, "dropout": True, "learning_rate": 1e-3},
+        "epochs": 15,
+        "defense": "none",
+        "lr_schedule": "cosine",
+        "monitor_eps": 0.25,
+    },
+    "fgsm_at": {
+        "build": {"width": 1, "dropout": True, "learning_rate": 1e-3},
+        "epochs": 15,
+        "defense": "fgsm",
+        "lr_schedule": "cosine",
+        "eps": 0.25,
+        "adv_fraction": 0.5,
+        "monitor_eps": 0.25,
+        "monitor_pgd_steps": 10,
+    },
+    "fgsm_rs_at": {
+        "build": {"width": 1, "dropout": False, "learning_rate": 2e-3},
+        "epochs": 10,
+        "defense": "fgsm_rs",
+        "lr_schedule": "one_cycle",
+        "eps": 0.3,
+        "adv_fraction": 1.0,
+        "monitor_eps": 0.25,
+        "monitor_pgd_steps": 10,
+        "restore_best": "val_pgd_accuracy",
+    },
+    "pgd_at": {
+        "build": {"width": 1, "dropout": False, "learning_rate": 2e-3},
+        "epochs": 10,
+        "defense": "pgd",
+        "lr_schedule": "one_cycle",
+        "eps": 0.3,
+        "adv_fraction": 1.0,
+        "pgd_steps": 5,
+        "monitor_eps": 0.25,
+        "monitor_pgd_steps": 10,
+        "restore_best": "val_pgd_accuracy",
+    },
+}
+
+
+def train_recipe(
+    name: str,
     *,
     n_train: int | None = None,
-    epochs: int = 15,
-    batch_size: int = 128,
-    width: int = 1,
-    lr_schedule: Schedule = "cosine",
+    epochs: int | None = None,
     seed: int = 0,
-    **train_kwargs: object,
-) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Seed, load MNIST, build the CNN and train it: the recipe of notebooks 02 and 04.
+    progress: bool = True,
+    **overrides: Any,
+) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
+    """Seed, load MNIST, build and train model ``name`` by its recipe (:data:`RECIPES`).
 
-    Later notebooks call it (at a small ``n_train``/``epochs``) to rebuild a missing model.
-    ``train_kwargs`` go to :func:`train_model` (``eps``, ``adv_fraction``...).
-    Returns ``(model, history)``.
+    Args:
+        name: one of :data:`MODEL_LABELS` (``"standard"``, ``"fgsm_at"``, ``"fgsm_rs_at"``,
+            ``"pgd_at"``).
+        n_train: training images (``None``: all 60,000, 10% of them held out for validation).
+        epochs: ``None`` keeps the recipe's; later notebooks pass a small number to rebuild
+            a missing model quickly.
+        overrides: replace recipe settings for :func:`train_model` (e.g. ``eps=0.2``).
+
+    Returns:
+        ``(model, history, settings)``: the trained model, its per-epoch history (see
+        :func:`train_model`) and the settings actually used, with ``train_seconds`` (wall
+        time of training, including the per-epoch validation attacks), ``n_train`` and
+        ``seed``.
     """
+    if name not in RECIPES:
+        raise ValueError(f"unknown model {name!r}; the recipes are {sorted(RECIPES)}")
     from helpers.data import prepare_mnist
     from helpers.model import build_cnn
 
+    settings = {**RECIPES[name], **overrides}
+    if epochs is not None:
+        settings["epochs"] = epochs
+    fit = {k: v for k, v in settings.items() if k != "build"}
     set_seed(seed)
     data = prepare_mnist(n_train=n_train, seed=seed)
-    model = build_cnn(width=width)
+    model = build_cnn(name=name, **settings["build"])
+    start = time.perf_counter()
     history = train_model(
         model,
         data.x_train,
         data.y_train,
-        epochs=epochs,
-        batch_size=batch_size,
-        defense=defense,
-        lr_schedule=lr_schedule,
         validation_data=(data.x_val, data.y_val),
         seed=seed,
-        **train_kwargs,
+        progress=progress,
+        **fit,
     )
-    return model, history
+    settings.update(train_seconds=time.perf_counter() - start, n_train=len(data.x_train), seed=seed)
+    return model, history, settings
+
+
+def summarize_training(
+    model: keras.Model,
+    history: dict[str, list[float]],
+    settings: dict[str, Any],
+    eps: float = 0.25,
+) -> dict[str, Any]:
+    """What notebooks save about a trained model: clean and FGSM (at ``eps``) accuracy on
+    all 10,000 test images, plus ``settings`` and ``history`` from :func:`train_recipe`.
+    Accuracies are fractions in [0, 1]."""
+    from helpers.data import load_mnist, preprocess_images
+    from helpers.evaluation import eps_key, fgsm_accuracy_curve
+
+    mnist = load_mnist()
+    x_test = preprocess_images(mnist.x_test)
+    curve = fgsm_accuracy_curve(model, x_test, mnist.y_test, [0.0, eps])
+    return {
+        **settings,
+        "clean": curve["0"],
+        "fgsm": {eps_key(eps): curve[eps_key(eps)]},
+        "n_test": len(x_test),
+        "history": history,
+    }

@@ -30,6 +30,44 @@ def parameter_names(path):
     ]
 
 
+def parameter_values(path):
+    """The literal values of the parameters cell: ``{name: value}``."""
+    source = "".join(code_cells(load(path))[0]["source"])
+    return {
+        t.id: ast.literal_eval(node.value)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+    }
+
+
+def test_notebook_defaults_match_the_recipes():
+    """Notebooks 02 and 04 train the models; later notebooks rebuild missing ones from
+    ``RECIPES``. Both must describe the same training."""
+    from helpers.training import RECIPES
+
+    nb02 = parameter_values(NOTEBOOKS_DIR / "02_training_a_cnn.ipynb")
+    nb04 = parameter_values(NOTEBOOKS_DIR / "04_adversarial_training.ipynb")
+    standard, fgsm, fgsm_rs, pgd = (
+        RECIPES[n] for n in ("standard", "fgsm_at", "fgsm_rs_at", "pgd_at")
+    )
+    assert (nb02["EPOCHS"], nb02["LR_SCHEDULE"], nb02["MONITOR_EPS"]) == (
+        standard["epochs"],
+        standard["lr_schedule"],
+        standard["monitor_eps"],
+    )
+    assert (nb04["EPOCHS"], nb04["EPS"], nb04["ADV_FRACTION"]) == (
+        fgsm["epochs"],
+        fgsm["eps"],
+        fgsm["adv_fraction"],
+    )
+    assert (nb04["FGSM_RS_EPOCHS"], nb04["PGD_EPOCHS"]) == (fgsm_rs["epochs"], pgd["epochs"])
+    assert nb04["ROBUST_EPS"] == fgsm_rs["eps"] == pgd["eps"]
+    assert nb04["PGD_TRAIN_STEPS"] == pgd["pgd_steps"]
+    for recipe in (fgsm, fgsm_rs, pgd):
+        assert nb04["MONITOR_PGD_STEPS"] == recipe["monitor_pgd_steps"]
+
+
 def test_series_lists_every_notebook_in_order():
     assert [p.name for p in PATHS] == list(NOTEBOOKS)
 

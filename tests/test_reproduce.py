@@ -5,6 +5,18 @@ import pytest
 from helpers import reproduce
 from helpers.paths import RESULTS_DIR
 
+
+def _model(clean, fgsm, pgd, robust, seconds):
+    return {
+        "clean": clean,
+        "fgsm": {"0.25": fgsm},
+        "pgd": {"0.25": pgd},
+        "robust": {"0.25": robust},
+        "train_seconds": seconds,
+        "epochs": 12,
+    }
+
+
 SAMPLE = {
     "run": {
         "date": "2026-01-01 00:00 UTC",
@@ -16,25 +28,15 @@ SAMPLE = {
     },
     "evaluation": {
         "n_test": 10000,
-        "n_pgd": 2000,
+        "n_headline": 2000,
         "eps": 0.25,
-        "pgd": {"steps": 40, "step_size": 0.01, "restarts": 1},
+        "pgd": {"steps": 40, "step_size": 0.01, "restarts": 5},
+        "checks": [{"passed": True}, {"passed": True}, {"passed": False}],
     },
     "models": {
-        "standard": {
-            "clean": 0.9921,
-            "fgsm": {"0.25": 0.2},
-            "pgd": {"0.25": 0.0},
-            "train_seconds": 300,
-            "epochs": 12,
-        },
-        "fgsm_at": {
-            "clean": 0.99,
-            "fgsm": {"0.25": 0.97},
-            "pgd": {"0.25": 0.5},
-            "train_seconds": 600,
-            "epochs": 12,
-        },
+        "standard": _model(0.9921, 0.2, 0.0, 0.0, 300),
+        "fgsm_at": _model(0.99, 0.97, 0.5, 0.45, 600),
+        "pgd_at": _model(0.986, 0.95, 0.92, 0.915, 900),
     },
 }
 
@@ -42,20 +44,22 @@ SAMPLE = {
 def test_table_puts_reference_beside_measured():
     table = reproduce.results_table(SAMPLE)
     lines = table.splitlines()
-    assert lines[0].startswith("| model | clean | FGSM ε=0.25 | PGD-40 ε=0.25")
+    assert lines[0].startswith("| model | clean | FGSM ε=0.25 | PGD-40 ×5 ε=0.25 | robust ε=0.25")
     assert "| reference: standard CNN | 99.2% | 72.2% |" in table
-    assert "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 5.0 min (12 epochs) |" in table
-    assert "| **ours: FGSM adversarially trained CNN** | 99.0% | 97.0% | 50.0% |" in table
+    assert "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 0.0% | 5.0 min (12 epochs) |" in table
+    assert "| **ours: FGSM-trained CNN** | 99.0% | 97.0% | 50.0% | 45.0% |" in table
+    assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.5% | 15.0 min" in table
+    assert "5 restarts" in table and "2 of 3 passed" in table
     assert "Not a full-size run" not in table
 
 
 def test_table_order_survives_a_json_round_trip():
     """metrics.json is written with sorted keys; the table keeps the course's order."""
     round_trip = json.loads(json.dumps(SAMPLE, sort_keys=True))
-    assert list(round_trip["models"]) == ["fgsm_at", "standard"]
+    assert list(round_trip["models"]) == ["fgsm_at", "pgd_at", "standard"]
     table = reproduce.results_table(round_trip)
     assert table == reproduce.results_table(SAMPLE)
-    assert table.index("ours: standard CNN") < table.index("ours: FGSM adversarially")
+    assert table.index("ours: standard") < table.index("ours: FGSM") < table.index("ours: PGD")
 
 
 def test_table_lists_notebook_times():
