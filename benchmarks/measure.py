@@ -60,49 +60,22 @@ def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> fl
 # -- training ---------------------------------------------------------------------------
 
 
-#: Settings per defense when :data:`helpers.training.RECIPES` is absent: notebooks 02 and 04
-#: as of issue 7 (half of each batch adversarial, train_model's 7 PGD steps).
-FALLBACK_SETTINGS: dict[str, dict[str, Any]] = {
-    "none": {"build": {}, "train": {"lr_schedule": "cosine"}},
-    "fgsm": {"build": {}, "train": {"lr_schedule": "cosine", "eps": 0.25, "adv_fraction": 0.5}},
-    "fgsm_rs": {
-        "build": {},
-        "train": {"lr_schedule": "cosine", "eps": 0.25, "adv_fraction": 0.5},
-    },
-    "pgd": {
-        "build": {},
-        "train": {"lr_schedule": "cosine", "eps": 0.25, "adv_fraction": 0.5, "pgd_steps": 7},
-    },
-}
 #: The recipe settings that shape one training step's cost (monitors, epochs and early
 #: stopping are left out: they are not part of an epoch's training time).
 _STEP_SETTINGS = ("defense", "eps", "adv_fraction", "pgd_steps", "pgd_step_size", "lr_schedule")
 
 
 def defense_settings(defenses: Sequence[str]) -> tuple[dict[str, dict[str, Any]], str]:
-    """How the course trains each defense: ``({defense: {"build", "train"}}, source)``.
+    """How the course trains each defense: ``({defense: {"build", "train"}}, source)``,
+    from ``helpers.training.RECIPES`` (the recipes of notebooks 02 and 04)."""
+    from helpers.training import RECIPES
 
-    Taken from ``helpers.training.RECIPES`` (the recipes of notebooks 02 and 04) where that
-    exists and names the defense, else from :data:`FALLBACK_SETTINGS`.
-    """
-    from helpers import training
-
-    recipes = getattr(training, "RECIPES", None)
-    settings, sources = {}, set()
+    settings = {}
     for defense in defenses:
-        recipe = None
-        if isinstance(recipes, Mapping):
-            matches = [r for r in recipes.values() if r.get("defense", "none") == defense]
-            recipe = matches[0] if matches else None
-        if recipe is not None:
-            build = dict(recipe.get("build", {}))
-            train = {k: recipe[k] for k in _STEP_SETTINGS if k in recipe and k != "defense"}
-            settings[defense] = {"build": build, "train": train}
-            sources.add("helpers.training.RECIPES")
-        else:
-            settings[defense] = FALLBACK_SETTINGS[defense]
-            sources.add("benchmarks.measure.FALLBACK_SETTINGS")
-    return settings, " + ".join(sorted(sources))
+        recipe = next(r for r in RECIPES.values() if r["defense"] == defense)
+        train = {k: recipe[k] for k in _STEP_SETTINGS if k in recipe and k != "defense"}
+        settings[defense] = {"build": dict(recipe["build"]), "train": train}
+    return settings, "helpers.training.RECIPES"
 
 
 def training_epochs(

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchmarks.measure import FALLBACK_SETTINGS, defense_settings
+from benchmarks.measure import defense_settings
 from benchmarks.report import render_table, series_full_from_results, target_met
 from helpers import training
 from helpers.paths import PROJECT_ROOT
@@ -136,12 +136,10 @@ def test_missing_reproduce_results_are_a_note_not_a_crash(tmp_path):
     assert "note" in series_full_from_results(tmp_path / "absent.json")
 
 
-def test_defense_settings_follow_the_recipes_or_fall_back(monkeypatch):
+def test_defense_settings_follow_the_recipes():
     defenses = ("none", "fgsm", "fgsm_rs", "pgd")
     settings, source = defense_settings(defenses)
-    assert set(settings) == set(defenses)
+    assert set(settings) == set(defenses) and source == "helpers.training.RECIPES"
     for entry in settings.values():
         assert set(entry) == {"build", "train"} and "defense" not in entry["train"]
-    monkeypatch.delattr(training, "RECIPES", raising=False)
-    settings, source = defense_settings(defenses)
-    assert source == "benchmarks.measure.FALLBACK_SETTINGS" and settings == FALLBACK_SETTINGS
+    assert settings["pgd"]["train"]["pgd_steps"] == training.RECIPES["pgd_at"]["pgd_steps"]
