@@ -42,6 +42,7 @@ LossOn = Literal["logits", "margin", "probabilities"]
 LOSSES: tuple[str, ...] = ("logits", "margin", "probabilities")
 _PROBABILITY_EPSILON = 1e-7  # Keras 2's clipping constant for cross-entropy on probabilities
 
+_PGD_CHUNK = 10  # PGD steps per compiled call; fooled examples drop out between calls
 _COMPILED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable]] = weakref.WeakKeyDictionary()
 
 
@@ -346,6 +347,7 @@ def pgd(
     _check_batch_size(batch_size)
     labels = _attack_labels(model, x, y, targeted, batch_size)
     loop = _compiled(model)["pgd_loop"]
+    args = (np.float32(eps), np.float32(step_size))
     direction = np.float32(-1.0 if targeted else 1.0)
     best = x.copy()
     fooled = np.zeros(len(x), dtype=bool)
@@ -358,25 +360,23 @@ def pgd(
             noise = rng.uniform(-eps, eps, size=x.shape).astype(np.float32)
         for start in range(0, len(todo), batch_size):
             idx = todo[start : start + batch_size]
-            x0 = x[idx]
-            x_start = np.clip(x0 + noise[idx], 0.0, 1.0) if random_start else x0
-            x_adv, success, loss = (
-                t.numpy()
-                for t in loop(
-                    x0,
-                    x_start,
-                    labels[idx],
-                    np.float32(eps),
-                    np.float32(step_size),
-                    steps,
-                    direction,
+            x_now = np.clip(x[idx] + noise[idx], 0.0, 1.0) if random_start else x[idx]
+            # Steps in chunks; an example leaves the batch as soon as it is fooled (its
+            # trajectory does not depend on the others, so the result is the same).
+            done = 0
+            while done < steps and len(idx):
+                chunk = min(_PGD_CHUNK, steps - done)
+                x_now, success, loss = (
+                    t.numpy() for t in loop(x[idx], x_now, labels[idx], *args, chunk, direction)
                 )
-            )
+                done += chunk
+                best[idx[success]] = x_now[success]
+                fooled[idx[success]] = True
+                idx, x_now, loss = idx[~success], x_now[~success], loss[~success]
             score = direction * loss
-            better = success | (score > best_score[idx])
-            best[idx[better]] = x_adv[better]
+            better = score > best_score[idx]
+            best[idx[better]] = x_now[better]
             best_score[idx[better]] = score[better]
-            fooled[idx] |= success
     return best
 
 

@@ -39,11 +39,13 @@ def test_series_results_assemble(monkeypatch):
     from helpers.reproduce import collect_metrics, results_table, run_info
 
     metrics = collect_metrics(run_info("ci"), {})
-    for name in ("standard", "fgsm_at"):
+    for name in ("standard", "fgsm_at", "fgsm_rs_at", "pgd_at"):
         m = metrics["models"][name]
-        values = [m["clean"], *m["fgsm"].values(), *m["pgd"].values()]
+        values = [m["clean"], m["fgsm"]["0.25"], m["pgd"]["0.25"], m["robust"]["0.25"]]
         assert all(0.0 <= v <= 1.0 for v in values)
-        assert m["fgsm"]["0"] == m["clean"]
+        assert m["robust"]["0.25"] <= min(m["pgd"]["0.25"], m["clean"])
+        assert m["train_seconds"] > 0
+    assert all(check["passed"] for check in metrics["evaluation"]["checks"])
     assert "Not a full-size run" in results_table(metrics)
 
 
