@@ -10,12 +10,15 @@ CI_DIR := build/ci
 TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
 
 .PHONY: help venv lint unit notebooks nbval browser test reproduce readme lab strip clean
+.PHONY: assignments grade classroom
 
 help:
 	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
 	@echo "make reproduce  run notebooks 01-05 at full size, write results/ (about 20 minutes on 2 cores)"
 	@echo "make lab        open JupyterLab on the notebooks"
 	@echo "make strip      remove outputs from the notebooks before committing"
+	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=ci: small runs)"
+	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student), write grades.csv"
 	@echo "make bench      measure speed on this machine, write benchmarks/results.json (about 10 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -33,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser"
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser and not classroom"
 
 # Executes every notebook in order with papermill at CI size (copies in build/ci/executed).
 notebooks: $(STAMP)
@@ -47,7 +50,7 @@ nbval: $(STAMP)
 browser: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -m browser
 
-test: lint unit notebooks nbval browser
+test: lint unit notebooks nbval browser classroom
 
 reproduce: $(STAMP)
 	$(BIN)/python -m helpers.reproduce
@@ -63,6 +66,26 @@ strip: $(STAMP)
 
 clean:
 	rm -rf build
+
+# --- Classroom: graded homework with nbgrader (teacher's guide: notebooks/README.md) -------
+# The course notebooks are the instructor version; these targets work in build/classroom/
+# (git-ignored: `make clean` deletes its gradebook too, keep grades.csv somewhere safe).
+SIZE ?= full
+SUBMISSIONS ?=
+GRADES ?= build/classroom/grades.csv
+
+# Student versions of every notebook with exercises, at SIZE=full (the course) or ci (small).
+assignments: $(STAMP)
+	$(BIN)/python -m helpers.classroom assignments --size $(SIZE)
+
+# Autogrades SUBMISSIONS (one folder per student) and writes the grade table GRADES.
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-student-folders"; exit 2; }
+	$(BIN)/python -m helpers.classroom grade "$(SUBMISSIONS)" --out "$(GRADES)"
+
+# CI check: release at CI size in a scratch folder, nbgrader validate, autograde both versions.
+classroom: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest -m classroom
 
 # --- Benchmarks (GitHub issue 7) ------------------------------------------------------------
 # `make bench` measures where the time goes on this machine and writes benchmarks/results.json

@@ -1,0 +1,537 @@
+"""Graded homework with nbgrader: student releases of the course notebooks, autograding, grades.
+
+The course notebooks in ``notebooks/`` are the instructor version and nbgrader's only
+source: exercises are written into them with nbgrader's cell metadata and markers (see
+``notebooks/README.md``). A notebook without exercises is **skipped** (not released, not
+graded) until it gets some. Everything below is generated into nbgrader's standard course
+layout under ``build/classroom/`` (git-ignored)::
+
+    nbgrader_config.py                 written on every build
+    classroom.json                     the size of the build and its assignments
+    source/<id>/<id>.ipynb             copies of notebooks/<id>.ipynb, parameters at SIZE
+    release/<id>/<id>.ipynb            the student versions (no solutions, no hidden tests)
+    gradebook.db                       nbgrader's database; it keeps the hidden tests
+    submitted/<student>/<id>/<id>.ipynb   copied from a folder of submissions by `grade`
+    autograded/<student>/<id>/...      the executed, graded submissions
+    student-kit.zip                    the course for students: helpers, data, requirements,
+                                       the student versions in notebooks/
+    grades.csv, grades_by_exercise.csv the grade tables
+    artifacts/                         models the graded notebooks save (MNIST_AD_ARTIFACTS)
+
+One assignment per notebook; its id is the notebook's name without ``.ipynb``.
+
+Size: ``full`` keeps each notebook's own parameters; ``ci`` writes the small CI values of
+:data:`helpers.series.CI_PARAMETERS` into the parameters cell of the copies, so students
+run (and the autograder re-runs) a notebook in seconds instead of minutes. Grading resets
+every submission's parameters cell to the released one, so all students are graded at the
+same size whatever they experimented with.
+
+Command line (``make assignments`` / ``make grade`` call these)::
+
+    python -m helpers.classroom assignments [--size full|ci]
+    python -m helpers.classroom grade SUBMISSIONS [--out grades.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
+from helpers.series import NOTEBOOKS, parameters_for
+
+COURSE_DIR: Path = PROJECT_ROOT / "build" / "classroom"
+COURSE_ID = "mnist-adversarial-defense"
+SIZES: tuple[str, ...] = ("full", "ci")
+#: Seconds one cell may run under `nbgrader validate` and `autograde` (nbgrader's default
+#: is 30 s, less than training takes); a student's endless loop costs at most this.
+CELL_TIMEOUT: dict[str, int] = {"full": 1800, "ci": 300}
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+HIDDEN_TEST_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+VALIDATE_PASSED = "Success! Your notebook passes all the tests."
+VALIDATE_INVERT_PASSED = "Success! The notebook does not pass any tests."
+
+_CONFIG = """\
+# Written by helpers/classroom.py (`make assignments`); rewritten on every build, do not edit.
+# Run nbgrader commands from this folder so that they read this file.
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = {course_id!r}
+c.Execute.timeout = {timeout}
+"""
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def assignment_id(notebook: str) -> str:
+    """The assignment of a course notebook: its file name without ``.ipynb``."""
+    return Path(notebook).stem
+
+
+def load_notebook(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def save_notebook(nb: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def cell_text(cell: Mapping[str, Any]) -> str:
+    source = cell.get("source", "")
+    return source if isinstance(source, str) else "".join(source)
+
+
+def nbgrader_metadata(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """The cell's ``metadata.nbgrader`` (empty for a plain course cell)."""
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def is_solution_cell(cell: Mapping[str, Any]) -> bool:
+    return bool(nbgrader_metadata(cell).get("solution"))
+
+
+def is_graded_cell(cell: Mapping[str, Any]) -> bool:
+    return bool(nbgrader_metadata(cell).get("grade"))
+
+
+def has_exercises(nb: Mapping[str, Any]) -> bool:
+    """Whether a notebook contains nbgrader exercise cells (solutions or graded tests)."""
+    return any(is_solution_cell(c) or is_graded_cell(c) for c in nb["cells"])
+
+
+def graded_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[str]:
+    """The notebooks of :data:`helpers.series.NOTEBOOKS` that have exercises, in order."""
+    return [n for n in NOTEBOOKS if has_exercises(load_notebook(notebooks_dir / n))]
+
+
+def solution_lines(nb: Mapping[str, Any]) -> list[str]:
+    """Every non-blank line written between solution or hidden-test markers, stripped:
+    the text a student release must not contain."""
+    found = []
+    for cell in nb["cells"]:
+        inside = False
+        for line in cell_text(cell).splitlines():
+            stripped = line.strip()
+            if stripped in (SOLUTION_MARKERS[0], HIDDEN_TEST_MARKERS[0]):
+                inside = True
+            elif stripped in (SOLUTION_MARKERS[1], HIDDEN_TEST_MARKERS[1]):
+                inside = False
+            elif inside and stripped:
+                found.append(stripped)
+    return found
+
+
+def parameters_cell(nb: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The cell tagged ``parameters`` (papermill's convention), or None."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell["metadata"].get("tags", []):
+            return cell
+    return None
+
+
+def set_parameters(nb: dict[str, Any], values: Mapping[str, Any], label: str = "changed") -> None:
+    """Assign new values in the parameters cell, in place; each changed line keeps its
+    comment and says ``label`` and the course's value.
+
+    Raises ``KeyError`` for a name the cell does not assign (the same rule as CI's).
+    """
+    if not values:
+        return
+    cell = parameters_cell(nb)
+    if cell is None:
+        raise KeyError("the notebook has no cell tagged 'parameters'")
+    lines = cell_text(cell).splitlines()
+    statements = {
+        target.id: node
+        for node in ast.parse("\n".join(lines)).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    missing = set(values) - set(statements)
+    if missing:
+        raise KeyError(f"not assigned in the parameters cell: {sorted(missing)}")
+    # Replace bottom-up so that earlier line numbers stay valid.
+    for name in sorted(values, key=lambda n: statements[n].lineno, reverse=True):
+        node = statements[name]
+        first, last = node.lineno - 1, node.end_lineno - 1
+        course_value = ast.get_source_segment("\n".join(lines), node.value)
+        comment = lines[last].encode()[node.end_col_offset :].decode().strip().lstrip("#")
+        note = f"# {label}, course default {course_value}" + (f":{comment}" if comment else "")
+        lines[first : last + 1] = [f"{name} = {values[name]!r}  {note}"]
+    cell["source"] = "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- nbgrader
+
+
+def nbgrader_env(course_dir: Path) -> dict[str, str]:
+    """The environment for nbgrader and the kernels it starts. Graded notebooks save their
+    models under ``<course>/artifacts`` unless ``MNIST_AD_ARTIFACTS`` says otherwise, so
+    grading never overwrites your own full-size models."""
+    env = dict(os.environ)
+    env.setdefault("MNIST_AD_ARTIFACTS", str(course_dir / "artifacts"))
+    # nbgrader runs the `alembic` script of its own environment to set up the gradebook.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` as the process environment (kernels inherit it), and quiet about the
+    SQLAlchemy 2 warnings that nbgrader 0.9's gradebook triggers."""
+    from sqlalchemy.exc import SAWarning
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=SAWarning)
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def course_size(course_dir: Path = COURSE_DIR) -> str:
+    """The size the course folder was built at; raises if it was never built."""
+    info = course_dir / "classroom.json"
+    if not info.exists():
+        raise FileNotFoundError(f"no assignments in {course_dir}: run `make assignments` first")
+    return json.loads(info.read_text())["size"]
+
+
+def course_assignments(course_dir: Path = COURSE_DIR) -> list[str]:
+    """The assignment ids of the course folder, in the course's order."""
+    course_size(course_dir)
+    return json.loads((course_dir / "classroom.json").read_text())["assignments"]
+
+
+def nbgrader_api(course_dir: Path, size: str) -> Any:
+    """nbgrader's high-level Python API (``NbGraderAPI``) on the course folder, configured
+    like its ``nbgrader_config.py``."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    config = Config()
+    config.CourseDirectory.root = str(course_dir)
+    config.CourseDirectory.course_id = COURSE_ID
+    config.Execute.timeout = CELL_TIMEOUT[size]
+    # No exchange here (that is JupyterHub's business): point it at a folder that does not
+    # exist, so the API does not look for the system-wide one.
+    config.Exchange.root = str(course_dir / "no-exchange")
+    return NbGraderAPI(config=config)
+
+
+def _check(result: Mapping[str, Any], what: str) -> None:
+    if not result["success"]:
+        raise RuntimeError(
+            f"nbgrader {what} failed:\n{result.get('log', '')}{result.get('error', '')}"
+        )
+
+
+def build_assignments(
+    size: str = "full",
+    course_dir: Path = COURSE_DIR,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+) -> list[str]:
+    """Copy the graded course notebooks into ``source/`` at ``size`` and generate the
+    student version of each (``nbgrader generate_assignment``); return the assignment ids.
+
+    ``source/`` and ``release/`` are rebuilt from scratch; the gradebook, submissions and
+    grades stay. A notebook without exercises is skipped, with a note.
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    course_dir.mkdir(parents=True, exist_ok=True)
+    course_dir = course_dir.resolve()
+    (course_dir / "nbgrader_config.py").write_text(
+        _CONFIG.format(course_id=COURSE_ID, timeout=CELL_TIMEOUT[size])
+    )
+    for folder in ("source", "release"):
+        shutil.rmtree(course_dir / folder, ignore_errors=True)
+    ids = []
+    for notebook in NOTEBOOKS:
+        nb = load_notebook(notebooks_dir / notebook)
+        if not has_exercises(nb):
+            print(f"{notebook}: no exercises yet, skipped (not released, not graded)")
+            continue
+        set_parameters(nb, parameters_for(notebook, size), label=f"size {size}")
+        save_notebook(nb, course_dir / "source" / assignment_id(notebook) / notebook)
+        ids.append(assignment_id(notebook))
+    with _environment(nbgrader_env(course_dir)):
+        api = nbgrader_api(course_dir, size)
+        for aid in ids:
+            _check(
+                api.generate_assignment(aid, force=True, create=True), f"generate_assignment {aid}"
+            )
+    (course_dir / "classroom.json").write_text(
+        json.dumps({"size": size, "assignments": ids}, indent=2) + "\n"
+    )
+    kit = write_student_kit(course_dir, ids, notebooks_dir)
+    print(f"released {len(ids)} assignments at size {size!r} in {course_dir / 'release'}")
+    print(f"the course for students, with these versions in notebooks/: {kit}")
+    return ids
+
+
+KIT_FILES = ("LICENSE", "README.md", "pyproject.toml", "requirements.txt", "data/README.md")
+KIT_README = """\
+# Student kit: {course}
+
+The course without its solutions: the graded notebooks in `notebooks/` are the student
+versions. Set up once (Python 3.11 or newer), then open the course:
+
+    python3 -m venv .venv
+    .venv/bin/pip install -r requirements.txt
+    .venv/bin/jupyter lab notebooks
+
+Work in the cells that say `# YOUR CODE HERE` (delete the `raise NotImplementedError()`
+line), run the test cell below each exercise, and hand in the notebook file itself.
+Cells outside the exercises run without your answers, so you can always run the whole
+notebook. Graded: {graded}.
+"""
+
+
+def write_student_kit(
+    course_dir: Path, ids: Iterable[str], notebooks_dir: Path = NOTEBOOKS_DIR
+) -> Path:
+    """``<course>/student-kit.zip``: what a student needs beside the notebooks (the
+    ``helpers`` package, MNIST, the requirements), with the student version of every
+    graded notebook and the course version of the others (they hold no solutions)."""
+    ids = list(ids)
+    kit = course_dir / "student-kit.zip"
+    top = Path(COURSE_ID)
+    with zipfile.ZipFile(kit, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in KIT_FILES:
+            zf.write(PROJECT_ROOT / name, top / name)
+        zf.write(
+            PROJECT_ROOT / "data" / "mnist.npz", top / "data" / "mnist.npz", zipfile.ZIP_STORED
+        )
+        for module in sorted((PROJECT_ROOT / "helpers").glob("*.py")):
+            zf.write(module, top / "helpers" / module.name)
+        for notebook in NOTEBOOKS:
+            aid = assignment_id(notebook)
+            released = course_dir / "release" / aid / notebook
+            zf.write(
+                released if aid in ids else notebooks_dir / notebook, top / "notebooks" / notebook
+            )
+        zf.writestr(
+            str(top / "STUDENTS.md"),
+            KIT_README.format(course=COURSE_ID, graded=", ".join(ids) or "none"),
+        )
+    return kit
+
+
+def validate(
+    notebooks: Iterable[Path],
+    course_dir: Path = COURSE_DIR,
+    *,
+    invert: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> tuple[bool, str]:
+    """Run ``nbgrader validate [--invert] NOTEBOOK...`` in the course folder; return
+    (success, its output).
+
+    Success means that in every notebook each graded test cell passes, or, with
+    ``invert``, that none does (the unchanged student version must fail every test).
+    """
+    paths = [str(Path(p).resolve()) for p in notebooks]
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "validate", *(["--invert"] if invert else []), *paths],
+        cwd=course_dir,
+        env=dict(env) if env is not None else nbgrader_env(course_dir),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    expected = VALIDATE_INVERT_PASSED if invert else VALIDATE_PASSED
+    ok = result.returncode == 0 and result.stdout.count(expected) == len(paths)
+    return ok, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- grading
+
+
+def _find_submission(student_dir: Path, notebook: str) -> Path | None:
+    for candidate in (student_dir / assignment_id(notebook) / notebook, student_dir / notebook):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def stage_submissions(submissions: Path, course_dir: Path = COURSE_DIR) -> dict[str, list[str]]:
+    """Copy a folder of submissions into nbgrader's ``submitted/`` layout.
+
+    ``submissions`` holds one folder per student (the folder name is the student id), with
+    the student's notebooks either directly inside or in nbgrader's ``<assignment id>/``
+    subfolders (what ``nbgrader collect`` produces; a ``timestamp.txt`` there is kept).
+    Each copy's parameters cell is reset to the released one. Returns, per student, the
+    assignments found. If ``submissions`` is the course's own ``submitted/`` folder, the
+    notebooks are graded where they are.
+    """
+    submissions = Path(submissions).resolve()
+    submitted = (course_dir / "submitted").resolve()
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"no folder of submissions at {submissions}")
+    in_place = submissions == submitted
+    if not in_place:
+        for folder in ("submitted", "autograded"):
+            shutil.rmtree(course_dir / folder, ignore_errors=True)
+    found: dict[str, list[str]] = {}
+    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
+        if student_dir.name.startswith((".", "_")):
+            continue
+        found[student_dir.name] = []
+        for aid in course_assignments(course_dir):
+            notebook = f"{aid}.ipynb"
+            path = _find_submission(student_dir, notebook)
+            if path is None:
+                continue
+            target = submitted / student_dir.name / aid / notebook
+            nb = load_notebook(path)
+            released = parameters_cell(load_notebook(course_dir / "source" / aid / notebook))
+            own = parameters_cell(nb)
+            if own is not None and released is not None:
+                own["source"] = released["source"]
+            else:
+                print(f"warning: {path} has no parameters cell; graded as submitted")
+            save_notebook(nb, target)
+            stamp = path.parent / "timestamp.txt"
+            if not in_place and path.parent.name == aid and stamp.is_file():
+                shutil.copy(stamp, target.parent / "timestamp.txt")
+            found[student_dir.name].append(aid)
+    return found
+
+
+def _row(student: str, aid: str, score: float, max_score: float, status: str) -> dict[str, Any]:
+    return {
+        "student": student,
+        "assignment": aid,
+        "score": score,
+        "max_score": max_score,
+        "status": status,
+    }
+
+
+def grade_rows(
+    submitted: Mapping[str, Iterable[str]], course_dir: Path = COURSE_DIR
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Read the gradebook for ``submitted`` (student -> assignments handed in): one row
+    per (student, assignment) and one per graded cell.
+
+    An assignment not handed in (or not graded) scores 0 with status ``missing``; a
+    submission with cells to grade by hand has status ``needs manual grading``.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    rows, cells = [], []
+    assignments = course_assignments(course_dir)
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}", COURSE_ID) as gb:
+        for student, handed_in in submitted.items():
+            for aid in assignments:
+                sub = None
+                if aid in handed_in:
+                    try:
+                        sub = gb.find_submission(aid, student)
+                    except MissingEntry:
+                        sub = None
+                if sub is None:
+                    max_score = gb.find_assignment(aid).max_score
+                    rows.append(_row(student, aid, 0.0, max_score, "missing"))
+                    continue
+                status = "needs manual grading" if sub.needs_manual_grade else "graded"
+                rows.append(_row(student, aid, sub.score, sub.max_score, status))
+                for nb in sub.notebooks:
+                    for grade in sorted(nb.grades, key=lambda g: g.name):
+                        cells.append(
+                            {
+                                "student": student,
+                                "assignment": aid,
+                                "exercise": grade.name,
+                                "score": grade.score,
+                                "max_score": grade.max_score,
+                            }
+                        )
+    return rows, cells
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["student"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def grade(submissions: Path, course_dir: Path = COURSE_DIR, out: Path | None = None) -> Path:
+    """Autograde a folder of submissions (see :func:`stage_submissions`) with
+    ``nbgrader autograde`` and write the grade table ``out`` (default
+    ``<course>/grades.csv``: student, assignment, score, max_score, status) and, beside
+    it, ``<name>_by_exercise.csv`` (one row per graded cell). Returns ``out``.
+
+    Raises ``RuntimeError`` if nbgrader fails on a submission; the tables are written
+    first, with everything that was graded.
+    """
+    course_dir = course_dir.resolve()
+    size = course_size(course_dir)
+    found = stage_submissions(submissions, course_dir)
+    if not found:
+        raise FileNotFoundError(f"{submissions} holds no student folders")
+    failed = []
+    with _environment(nbgrader_env(course_dir)):
+        api = nbgrader_api(course_dir, size)
+        for aid in course_assignments(course_dir):
+            for student in sorted(s for s, assignments in found.items() if aid in assignments):
+                print(f"autograding {student} / {aid}", flush=True)
+                result = api.autograde(aid, student, force=True, create=True)
+                if not result["success"]:
+                    print(result.get("log", ""), result.get("error", ""), file=sys.stderr)
+                    failed.append(f"{student}/{aid}")
+    rows, cells = grade_rows(found, course_dir)
+    out = Path(out) if out is not None else course_dir / "grades.csv"
+    write_csv(rows, out)
+    write_csv(cells, out.with_name(f"{out.stem}_by_exercise.csv"))
+    print(f"graded {len(found)} students: {out}")
+    if failed:
+        raise RuntimeError(f"nbgrader autograde failed on {failed}; see the log above")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.classroom", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("assignments", help="build the student release (nbgrader)")
+    build.add_argument("--size", choices=SIZES, default="full")
+    build.add_argument("--course-dir", type=Path, default=COURSE_DIR)
+    grading = commands.add_parser("grade", help="autograde a folder of submissions")
+    grading.add_argument("submissions", type=Path, help="one folder per student")
+    grading.add_argument("--course-dir", type=Path, default=COURSE_DIR)
+    grading.add_argument("--out", type=Path, default=None, help="CSV (default: course dir)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "assignments":
+            build_assignments(args.size, args.course_dir)
+        else:
+            grade(args.submissions, args.course_dir, args.out)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""nbgrader assignments, end to end at CI size (``make classroom``, about 3 minutes).
+
+Builds the student release from the course notebooks into a scratch course folder and
+proves: the release holds no solution text; ``nbgrader validate`` passes on the instructor
+notebooks, and ``nbgrader validate --invert`` on the unchanged student version (no graded
+cell passes); autograding gives the instructor version full marks and the unchanged
+student version zero, cell by cell, without the grader failing; and the student version
+runs without an error up to its first exercise, and in every cell outside the exercises.
+
+Two chains run side by side, each in its own copy of the course folder with its own
+models folder: the instructor chain (validate, then grade) and the student chain
+(validate --invert, then grade). Grading goes through `python -m helpers.classroom grade`,
+the command behind `make grade`. Notebooks without exercises are not released, so they
+cost nothing here.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import classroom
+from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
+from helpers.series import NOTEBOOKS
+
+pytestmark = pytest.mark.classroom
+GRADED = classroom.graded_notebooks()
+INSTRUCTOR, STUDENT, ABSENT = "instructor", "unchanged-student", "absent-student"
+
+
+def _path(course: Path, folder: str, notebook: str) -> Path:
+    return course / folder / classroom.assignment_id(notebook) / notebook
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _chain(course: Path, student: str, version: str) -> dict:
+    """Validate one version (``source``: instructor, ``release``: student) of every graded
+    notebook, then grade it as the submission of ``student``."""
+    invert = version == "release"
+    env = classroom.nbgrader_env(course)
+    env["MNIST_AD_ARTIFACTS"] = str(course / "artifacts")
+    # Two chains share the 2 cores of CI: one thread each wastes less on switching.
+    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
+    paths = [_path(course, version, n) for n in GRADED]
+    validated, validate_log = classroom.validate(paths, course, invert=invert, env=env)
+    # The student hands in nbgrader's layout, the instructor a flat folder: both are read.
+    incoming = course / "incoming" / student
+    for notebook, path in zip(GRADED, paths, strict=True):
+        target = incoming / classroom.assignment_id(notebook) if invert else incoming
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / notebook)
+    (incoming.parent / ABSENT).mkdir(exist_ok=True)  # handed in nothing
+    command = ["grade", str(incoming.parent), "--course-dir", str(course)]
+    graded = subprocess.run(
+        [sys.executable, "-m", "helpers.classroom", *command],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {
+        "validated": validated,
+        "validate_log": validate_log,
+        "grade_returncode": graded.returncode,
+        "grade_log": graded.stdout + graded.stderr,
+        "grades": course / "grades.csv",
+        "by_exercise": course / "grades_by_exercise.csv",
+        "autograded": course / "autograded" / student,
+    }
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Path:
+    """The assignments built at CI size, as `make assignments SIZE=ci` does."""
+    course = tmp_path_factory.mktemp("classroom") / "course"
+    classroom.build_assignments("ci", course)
+    return course
+
+
+@pytest.fixture(scope="module")
+def chains(course) -> dict[str, dict]:
+    student_course = course.parent / "student-course"
+    shutil.copytree(course, student_course)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        instructor = pool.submit(_chain, course, INSTRUCTOR, "source")
+        student = pool.submit(_chain, student_course, STUDENT, "release")
+        return {INSTRUCTOR: instructor.result(), STUDENT: student.result()}
+
+
+def test_every_notebook_with_exercises_is_released(course):
+    assert {"01_data_and_preprocessing", "02_training_a_cnn", "03_fgsm_attack"} <= {
+        classroom.assignment_id(n) for n in GRADED
+    }
+    assert classroom.course_assignments(course) == [classroom.assignment_id(n) for n in GRADED]
+    for notebook in NOTEBOOKS:
+        released = _path(course, "release", notebook)
+        assert released.exists() == (notebook in GRADED), notebook
+    for notebook in GRADED:
+        nbformat.validate(nbformat.read(_path(course, "release", notebook), as_version=4))
+
+
+def test_student_kit_is_the_course_without_solutions(course):
+    top = classroom.COURSE_ID
+    with zipfile.ZipFile(course / "student-kit.zip") as kit:
+        names = set(kit.namelist())
+        for needed in ("helpers/__init__.py", "data/mnist.npz", "requirements.txt", "STUDENTS.md"):
+            assert f"{top}/{needed}" in names
+        for notebook in NOTEBOOKS:
+            text = kit.read(f"{top}/notebooks/{notebook}").decode()
+            assert classroom.SOLUTION_MARKERS[0] not in text, notebook
+            assert classroom.HIDDEN_TEST_MARKERS[0] not in text, notebook
+            if notebook in GRADED:
+                assert text == _path(course, "release", notebook).read_text()
+
+
+@pytest.mark.parametrize("notebook", GRADED)
+def test_release_contains_no_solution_text(course, notebook):
+    source = classroom.load_notebook(NOTEBOOKS_DIR / notebook)
+    release = classroom.load_notebook(_path(course, "release", notebook))
+    text = "\n".join(classroom.cell_text(c) for c in release["cells"])
+    for marker in (*classroom.SOLUTION_MARKERS, *classroom.HIDDEN_TEST_MARKERS):
+        assert marker not in text, f"{marker!r} left in the student version"
+    hidden = [line for line in classroom.solution_lines(source) if line in text]
+    assert not hidden, f"solution or hidden-test lines in the student version: {hidden}"
+    solutions = [c for c in release["cells"] if classroom.is_solution_cell(c)]
+    assert solutions
+    assert all("raise NotImplementedError()" in classroom.cell_text(c) for c in solutions)
+    assert all(c.get("outputs", []) == [] for c in release["cells"])
+
+
+def test_validate_passes_on_the_instructor_notebooks(chains):
+    result = chains[INSTRUCTOR]
+    assert result["validated"], result["validate_log"][-4000:]
+
+
+def test_validate_invert_fails_every_graded_cell_of_the_student_release(chains):
+    result = chains[STUDENT]
+    assert result["validated"], result["validate_log"][-4000:]
+
+
+def test_autograde_full_marks_for_instructor_zero_for_unchanged_student(chains):
+    for student in (INSTRUCTOR, STUDENT):
+        assert chains[student]["grade_returncode"] == 0, chains[student]["grade_log"][-4000:]
+    ids = [classroom.assignment_id(n) for n in GRADED]
+    for student, full in ((INSTRUCTOR, True), (STUDENT, False)):
+        rows = _read_csv(chains[student]["grades"])
+        assert [(r["student"], r["assignment"]) for r in rows] == [
+            (name, a) for name in sorted((student, ABSENT)) for a in ids
+        ]
+        for row in [r for r in rows if r["student"] == ABSENT]:
+            assert (row["status"], float(row["score"])) == ("missing", 0.0), row
+        for row in [r for r in rows if r["student"] == student]:
+            assert row["status"] == "graded" and float(row["max_score"]) > 0, row
+            expected = float(row["max_score"]) if full else 0.0
+            assert float(row["score"]) == expected, (row, chains[student]["grade_log"][-4000:])
+        cells = _read_csv(chains[student]["by_exercise"])
+        graded_cells = sum(
+            classroom.is_graded_cell(c)
+            for n in GRADED
+            for c in classroom.load_notebook(NOTEBOOKS_DIR / n)["cells"]
+        )
+        assert len(cells) == graded_cells
+        for cell in cells:
+            expected = float(cell["max_score"]) if full else 0.0
+            assert float(cell["score"]) == expected, cell
+
+
+@pytest.mark.parametrize("notebook", GRADED)
+def test_student_version_runs_up_to_the_first_exercise(chains, notebook):
+    """The autograder ran the unchanged student version: no cell before the first exercise
+    failed, and no cell outside the exercises did (they never use a student's answer)."""
+    executed = classroom.load_notebook(
+        chains[STUDENT]["autograded"] / classroom.assignment_id(notebook) / notebook
+    )
+    cells = executed["cells"]
+    first = next(i for i, c in enumerate(cells) if classroom.is_solution_cell(c))
+    assert any(c["cell_type"] == "code" for c in cells[:first])
+    for i, cell in enumerate(cells):
+        if i < first or not (classroom.is_solution_cell(cell) or classroom.is_graded_cell(cell)):
+            errors = [o for o in cell.get("outputs", []) if o["output_type"] == "error"]
+            assert not errors, f"cell {i} failed: {classroom.cell_text(cell)[:200]}"

@@ -1,0 +1,135 @@
+"""Fast checks of the classroom machinery and of the exercise cells (no nbgrader runs).
+
+The end-to-end proof (release, validate, autograde) is tests/test_classroom.py
+(``make classroom``); these run with the unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from helpers import classroom
+from helpers.paths import NOTEBOOKS_DIR
+from helpers.series import NOTEBOOKS, parameters_for
+
+GRADED = classroom.graded_notebooks()
+GRADE_ID = re.compile(r"^[a-zA-Z0-9_\-]+$")
+
+
+def _toy_notebook(parameters: str) -> dict:
+    return {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# toy"},
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["parameters"]},
+                "source": parameters,
+                "outputs": [],
+                "execution_count": None,
+            },
+        ]
+    }
+
+
+def test_set_parameters_keeps_comments_and_says_what_changed():
+    nb = _toy_notebook("SEED = 0\nN_TEST = None  # images to attack (None: all)\nEPS = 0.25")
+    classroom.set_parameters(nb, {"N_TEST": 500, "SEED": 3}, label="size ci")
+    assert classroom.cell_text(nb["cells"][1]).splitlines() == [
+        "SEED = 3  # size ci, course default 0",
+        "N_TEST = 500  # size ci, course default None: images to attack (None: all)",
+        "EPS = 0.25",
+    ]
+    with pytest.raises(KeyError, match="EPOCHS"):
+        classroom.set_parameters(nb, {"EPOCHS": 1})
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_ci_size_applies_to_every_notebook(notebook):
+    nb = classroom.load_notebook(NOTEBOOKS_DIR / notebook)
+    classroom.set_parameters(nb, parameters_for(notebook, "ci"), label="size ci")
+    text = classroom.cell_text(classroom.parameters_cell(nb))
+    for name, value in parameters_for(notebook, "ci").items():
+        assert f"{name} = {value!r}  # size ci" in text
+
+
+def test_notebooks_01_to_03_have_exercises():
+    assert GRADED[:3] == list(NOTEBOOKS[:3])
+    assert all(n in NOTEBOOKS for n in GRADED)
+
+
+@pytest.mark.parametrize("notebook", GRADED)
+def test_exercise_cells_follow_the_conventions(notebook):
+    """What nbgrader needs, checked without running it (see notebooks/README.md)."""
+    nb = classroom.load_notebook(NOTEBOOKS_DIR / notebook)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert not any(classroom.nbgrader_metadata(c) for c in code[:2]), (
+        "the parameters and setup cells are course cells, not exercises"
+    )
+    ids = [
+        classroom.nbgrader_metadata(c)["grade_id"]
+        for c in nb["cells"]
+        if "nbgrader" in c.get("metadata", {})
+    ]
+    assert len(ids) == len(set(ids)) and all(GRADE_ID.match(i) for i in ids), ids
+    solutions = graded = 0
+    for cell in nb["cells"]:
+        meta, text = classroom.nbgrader_metadata(cell), classroom.cell_text(cell)
+        if not meta:
+            for marker in (*classroom.SOLUTION_MARKERS, *classroom.HIDDEN_TEST_MARKERS):
+                assert marker not in text, f"{marker!r} outside an exercise cell"
+            continue
+        assert meta["schema_version"] == 3
+        if meta["solution"]:
+            solutions += 1
+            assert cell["cell_type"] == "code" and not meta["grade"] and not meta["locked"]
+            assert [line.strip() for line in text.splitlines()].count(
+                classroom.SOLUTION_MARKERS[0]
+            ) == 1 and classroom.SOLUTION_MARKERS[1] in text, meta["grade_id"]
+        if meta["grade"]:
+            graded += 1
+            assert cell["cell_type"] == "code" and meta["locked"] and meta["points"] > 0
+            assert classroom.SOLUTION_MARKERS[0] not in text
+            assert text.count(classroom.HIDDEN_TEST_MARKERS[0]) == text.count(
+                classroom.HIDDEN_TEST_MARKERS[1]
+            )
+    assert solutions >= 1 and graded >= 1
+
+
+def _course(tmp_path, notebook="01_data_and_preprocessing.ipynb"):
+    course = tmp_path / "course"
+    aid = classroom.assignment_id(notebook)
+    nb = classroom.load_notebook(NOTEBOOKS_DIR / notebook)
+    classroom.save_notebook(nb, course / "source" / aid / notebook)
+    (course / "classroom.json").write_text(json.dumps({"size": "full", "assignments": [aid]}))
+    return course, aid, nb
+
+
+def test_stage_submissions_reads_both_layouts_and_resets_parameters(tmp_path):
+    course, aid, nb = _course(tmp_path)
+    notebook = f"{aid}.ipynb"
+    changed = json.loads(json.dumps(nb))
+    classroom.parameters_cell(changed)["source"] = "SEED = 5\nN_SHOW = 1000"
+    subs = tmp_path / "subs"
+    classroom.save_notebook(changed, subs / "ada" / notebook)  # flat
+    classroom.save_notebook(changed, subs / "bob" / aid / notebook)  # nbgrader's layout
+    (subs / "bob" / aid / "timestamp.txt").write_text("2026-11-20 10:00:00 UTC")
+    (subs / "cyd").mkdir()  # handed in nothing
+    (subs / ".hidden").mkdir()
+    found = classroom.stage_submissions(subs, course)
+    assert found == {"ada": [aid], "bob": [aid], "cyd": []}
+    for student in ("ada", "bob"):
+        staged = classroom.load_notebook(course / "submitted" / student / aid / notebook)
+        assert classroom.cell_text(classroom.parameters_cell(staged)) == classroom.cell_text(
+            classroom.parameters_cell(nb)
+        )
+    assert (course / "submitted" / "bob" / aid / "timestamp.txt").exists()
+
+
+def test_grade_without_a_release_says_what_to_do(tmp_path, capsys):
+    (tmp_path / "subs" / "ada").mkdir(parents=True)
+    code = classroom.main(["grade", str(tmp_path / "subs"), "--course-dir", str(tmp_path / "c")])
+    assert code == 1
+    assert "make assignments" in capsys.readouterr().err
