@@ -335,6 +335,77 @@ def pgd(
 
     Returns ``float32`` adversarial images, same shape as ``x``.
     """
+    x, run = _pgd_setup(
+        model, x, y, eps, step_size, steps, restarts, random_start, targeted, seed, batch_size
+    )
+    best = x.copy()
+    fooled = np.zeros(len(x), dtype=bool)
+    best_score = np.full(len(x), -np.inf, dtype=np.float32)
+    for restart in range(restarts if random_start else 1):
+        todo = np.flatnonzero(~fooled)
+        x_adv, fooled_at, score = run(restart, todo)
+        success = fooled_at > 0
+        better = success | (score > best_score[todo])
+        best[todo[better]] = x_adv[better]
+        best_score[todo[better]] = score[better]
+        fooled[todo] |= success
+    return best
+
+
+def pgd_effort(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    eps: float = 0.25,
+    *,
+    step_size: float = 0.01,
+    steps: int = 80,
+    restarts: int = 10,
+    targeted: bool = False,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """When each restart of :func:`pgd` first fools each example: ``int`` ``(restarts, n)``.
+
+    Entry ``[r, i]`` is the number of steps after which restart ``r`` (seed ``(seed, r)``,
+    as in :func:`pgd`) first fooled example ``i`` -- a multiple of 10, or ``steps`` -- and
+    0 where it never did. Every restart runs on every example, so one call answers, for
+    any ``k`` (a multiple of 10, up to ``steps``) and ``m <= restarts``, what
+    ``pgd(..., steps=k, restarts=m)`` would measure: see :func:`effort_accuracy`.
+    """
+    x, run = _pgd_setup(
+        model, x, y, eps, step_size, steps, restarts, True, targeted, seed, batch_size
+    )
+    everyone = np.arange(len(x))
+    return np.stack([run(restart, everyone)[1] for restart in range(restarts)])
+
+
+def effort_accuracy(fooled_at: np.ndarray, steps: int, restarts: int) -> float:
+    """Accuracy that PGD with ``steps`` steps and ``restarts`` restarts measures, from the
+    result of :func:`pgd_effort` (the share of examples that none of the first
+    ``restarts`` restarts fooled within ``steps`` steps)."""
+    first = np.asarray(fooled_at)[:restarts]
+    fooled = ((first > 0) & (first <= steps)).any(axis=0)
+    return float(1.0 - fooled.mean())
+
+
+def _pgd_setup(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    eps: float,
+    step_size: float,
+    steps: int,
+    restarts: int,
+    random_start: bool,
+    targeted: bool,
+    seed: int,
+    batch_size: int,
+) -> tuple[np.ndarray, Callable[[int, np.ndarray], tuple[np.ndarray, ...]]]:
+    """Validate PGD's arguments; return ``(x, run)`` where ``run(restart, idx)``
+    attacks the examples ``idx`` from restart ``restart``'s start and returns, per example,
+    ``(x_adv, fooled_at, score)``: the first iterate that fooled the model (else the last),
+    the steps after which it did (0: never) and the loss (negated if targeted)."""
     x = validate_images(x)
     eps = validate_epsilon(eps)
     step_size = float(step_size)
@@ -349,35 +420,36 @@ def pgd(
     loop = _compiled(model)["pgd_loop"]
     args = (np.float32(eps), np.float32(step_size))
     direction = np.float32(-1.0 if targeted else 1.0)
-    best = x.copy()
-    fooled = np.zeros(len(x), dtype=bool)
-    best_score = np.full(len(x), -np.inf, dtype=np.float32)
-    for restart in range(restarts if random_start else 1):
-        todo = np.flatnonzero(~fooled)
+
+    def run(restart: int, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        x_adv = np.empty((len(idx), *x.shape[1:]), dtype=np.float32)
+        fooled_at = np.zeros(len(idx), dtype=np.int64)
+        score = np.zeros(len(idx), dtype=np.float32)
         if random_start:
             # Noise for every example, so each one's start depends only on (seed, restart).
             rng = np.random.default_rng([seed, restart])
-            noise = rng.uniform(-eps, eps, size=x.shape).astype(np.float32)
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start : start + batch_size]
-            x_now = np.clip(x[idx] + noise[idx], 0.0, 1.0) if random_start else x[idx]
+            noise = rng.uniform(-eps, eps, size=x.shape).astype(np.float32)[idx]
+        for start in range(0, len(idx), batch_size):
             # Steps in chunks; an example leaves the batch as soon as it is fooled (its
             # trajectory does not depend on the others, so the result is the same).
+            active = np.arange(start, min(start + batch_size, len(idx)))
+            x_now = x[idx[active]]
+            if random_start:
+                x_now = np.clip(x_now + noise[active], 0.0, 1.0)
             done = 0
-            while done < steps and len(idx):
+            while done < steps and len(active):
                 chunk = min(_PGD_CHUNK, steps - done)
+                rows = idx[active]
                 x_now, success, loss = (
-                    t.numpy() for t in loop(x[idx], x_now, labels[idx], *args, chunk, direction)
+                    t.numpy() for t in loop(x[rows], x_now, labels[rows], *args, chunk, direction)
                 )
                 done += chunk
-                best[idx[success]] = x_now[success]
-                fooled[idx[success]] = True
-                idx, x_now, loss = idx[~success], x_now[~success], loss[~success]
-            score = direction * loss
-            better = score > best_score[idx]
-            best[idx[better]] = x_now[better]
-            best_score[idx[better]] = score[better]
-    return best
+                x_adv[active], score[active] = x_now, direction * loss
+                fooled_at[active[success]] = done
+                active, x_now = active[~success], x_now[~success]
+        return x_adv, fooled_at, score
+
+    return x, run
 
 
 def bim(

@@ -322,3 +322,30 @@ def plot_robustness_during_training(
     ax.legend(fontsize=8, loc="lower right", ncols=2)
     fig.tight_layout()
     return fig
+
+
+def plot_attack_effort(
+    efforts: Mapping[str, Mapping[str, Mapping[str, float]]],
+    steps: int,
+    restarts: int,
+    title: str = "Has the attack converged?",
+) -> Figure:
+    """PGD accuracy against its number of steps (left) and restarts (right), one line per
+    model (``{model: result of helpers.robustness.attack_effort}``); the configured
+    setting (``steps``, ``restarts``) is marked by a vertical line. Flat lines to the right
+    of the mark mean more effort would not find more adversarial examples."""
+    fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
+    colors = sns.color_palette("deep", len(efforts))
+    for color, (label, effort) in zip(colors, efforts.items(), strict=True):
+        for ax, key in ((ax_s, "by_steps"), (ax_r, "by_restarts")):
+            xs = [int(k) for k in effort[key]]
+            ax.plot(xs, list(effort[key].values()), color=color, marker="o", ms=4, label=label)
+    ax_s.axvline(steps, color="gray", ls="--", lw=1)
+    ax_r.axvline(restarts, color="gray", ls="--", lw=1)
+    ax_s.set(xlabel=f"PGD steps ({restarts} restarts)", ylabel="accuracy", ylim=(0, 1.02))
+    ax_r.set(xlabel=f"random restarts ({steps} steps each)")
+    ax_r.xaxis.get_major_locator().set_params(integer=True)
+    ax_r.legend(fontsize=9, loc="lower left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

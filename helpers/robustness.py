@@ -21,12 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
 
-from helpers.attacks import fgsm, pgd, random_sign_noise, validate_epsilon
+from helpers.attacks import (
+    effort_accuracy,
+    fgsm,
+    pgd,
+    pgd_effort,
+    random_sign_noise,
+    validate_epsilon,
+)
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
 from helpers.evaluation import accuracy, eps_key, worst_case_accuracy
 
@@ -133,7 +140,7 @@ def robustness_curve(
     return curve
 
 
-def convergence(
+def attack_effort(
     model: keras.Model,
     x: np.ndarray,
     y: np.ndarray,
@@ -143,29 +150,30 @@ def convergence(
     restarts: int = 5,
     step_size: float = 0.01,
     seed: int = 0,
-) -> dict[str, float]:
-    """PGD accuracy at ``eps`` as configured, with twice the steps, and with twice the
-    restarts: ``{"base", "double_steps", "double_restarts"}``. If the attack has
-    converged, doubling its effort changes little."""
-    labels = to_int_labels(y)
+) -> dict[str, Any]:
+    """PGD accuracy at ``eps`` as the attack's effort grows, up to twice the configured
+    steps and restarts, from one run of :func:`helpers.attacks.pgd_effort`.
 
-    def accuracy_with(n_steps: int, n_restarts: int) -> float:
-        x_adv = pgd(
-            model,
-            x,
-            labels,
-            eps,
-            steps=n_steps,
-            step_size=step_size,
-            restarts=n_restarts,
-            seed=seed,
-        )
-        return accuracy(model, x_adv, labels)
-
+    ``steps`` must be a multiple of 10. Returns ``{"by_steps": {k: acc} (at ``restarts``
+    restarts, k = 10, 20, ... 2 * steps), "by_restarts": {r: acc} (at ``steps`` steps, r = 1
+    ... 2 * restarts), "base", "double_steps", "double_restarts"}`` with string keys. If the
+    attack has converged, doubling its effort changes little.
+    """
+    if steps % 10:
+        raise ValueError(f"steps must be a multiple of 10, got {steps}")
+    fooled_at = pgd_effort(
+        model, x, y, eps, step_size=step_size, steps=2 * steps, restarts=2 * restarts, seed=seed
+    )
+    by_steps = {
+        str(k): effort_accuracy(fooled_at, k, restarts) for k in range(10, 2 * steps + 1, 10)
+    }
+    by_restarts = {str(r): effort_accuracy(fooled_at, steps, r) for r in range(1, 2 * restarts + 1)}
     return {
-        "base": accuracy_with(steps, restarts),
-        "double_steps": accuracy_with(2 * steps, restarts),
-        "double_restarts": accuracy_with(steps, 2 * restarts),
+        "by_steps": by_steps,
+        "by_restarts": by_restarts,
+        "base": by_steps[str(steps)],
+        "double_steps": by_steps[str(2 * steps)],
+        "double_restarts": by_restarts[str(2 * restarts)],
     }
 
 

@@ -177,3 +177,15 @@ def test_margin_loss_direction_ignores_logit_scale(trained_cnn, small_mnist):
     )
     with pytest.raises(ValueError, match="loss_on"):
         attacks.fgsm_signs(trained_cnn, x, y, loss_on="softmax")
+
+
+def test_pgd_effort_answers_for_every_smaller_setting(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    kw = {"eps": 0.1, "step_size": 0.01, "seed": 2}
+    fooled_at = attacks.pgd_effort(trained_cnn, x, y, steps=20, restarts=3, **kw)
+    assert fooled_at.shape == (3, 100) and set(np.unique(fooled_at)) <= {0, 10, 20}
+    for steps, restarts in ((10, 1), (20, 1), (10, 3), (20, 2)):
+        direct = accuracy(
+            trained_cnn, attacks.pgd(trained_cnn, x, y, steps=steps, restarts=restarts, **kw), y
+        )
+        assert attacks.effort_accuracy(fooled_at, steps, restarts) == pytest.approx(direct)

@@ -43,11 +43,16 @@ def test_robustness_curve_on_a_trained_model(trained_cnn, small_mnist):
         rb.robustness_curve(trained_cnn, x, y, [0.3], transfer=transfer)
 
 
-def test_convergence_never_reports_a_weaker_attack_for_more_effort(trained_cnn, small_mnist):
+def test_attack_effort_never_reports_a_weaker_attack_for_more_effort(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    result = rb.convergence(trained_cnn, x, y, 0.1, steps=3, restarts=1, step_size=0.02)
-    assert result["double_steps"] <= result["base"]
-    assert result["double_restarts"] <= result["base"]
+    result = rb.attack_effort(trained_cnn, x, y, 0.1, steps=10, restarts=2, step_size=0.01)
+    assert list(result["by_steps"]) == ["10", "20"] and list(result["by_restarts"]) == list("1234")
+    by_restarts = list(result["by_restarts"].values())
+    assert by_restarts == sorted(by_restarts, reverse=True)
+    assert result["double_steps"] <= result["base"] and result["double_restarts"] <= result["base"]
+    assert result["base"] == result["by_restarts"]["2"] == result["by_steps"]["10"]
+    with pytest.raises(ValueError, match="multiple of 10"):
+        rb.attack_effort(trained_cnn, x, y, 0.1, steps=15)
 
 
 def test_chance_check():
