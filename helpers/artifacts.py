@@ -27,6 +27,7 @@ PRODUCED_BY = {
     "fgsm_rs_at": "notebooks/04_adversarial_training.ipynb",
     "pgd_at": "notebooks/04_adversarial_training.ipynb",
     "surrogate": "notebooks/06_robustness_evaluation.ipynb",
+    "fgsm_leaky": "notebooks/06_robustness_evaluation.ipynb",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -79,18 +80,26 @@ def load_model(name: str) -> keras.Model:
         ) from err
 
 
-def load_or_train(name: str, train: Callable[[], keras.Model]) -> keras.Model:
+def load_or_train(
+    name: str, train: Callable[[], keras.Model], *, made_here: bool = False
+) -> keras.Model:
     """Load model ``name`` if it exists; otherwise call ``train()``, save and return it.
 
     Lets every notebook run on its own: a missing model is rebuilt (usually at a small
     size, with a printed note) instead of failing. A corrupt file still raises.
+    ``made_here``: the calling notebook is the one that makes this model (the note then
+    just says it is being trained and kept for the next run).
     """
-    if model_path(name).exists():
+    path = model_path(name)
+    if path.exists():
         return load_model(name)
-    print(
-        f"Note: no saved model {name!r} in {model_path(name).parent}; training one now. "
-        f"For the full-size model run {PRODUCED_BY.get(name, 'its notebook')} first."
-    )
+    if made_here:
+        print(f"Training model {name!r} (kept in {path.parent} for the next run).")
+    else:
+        print(
+            f"Note: no saved model {name!r} in {path.parent}; training one now. "
+            f"For the full-size model run {PRODUCED_BY.get(name, 'its notebook')} first."
+        )
     model = train()
     save_model(model, name)
     return model

@@ -119,7 +119,7 @@ def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) ->
             "n_headline": robustness["n_headline"],
             "n_curve": robustness["n_curve"],
             "pgd": {**robustness["pgd"], "random_start": True},
-            "rel_step": robustness["rel_step"],
+            "travel": robustness["travel"],
             "checks": robustness["checks"],
         },
         "models": models,

@@ -12,8 +12,9 @@ Vocabulary used throughout:
 - a *check* is a :class:`Check`: one sanity check on one model, passed or not, with the
   numbers that decided it.
 
-PGD here uses a step proportional to the budget, ``step = rel_step * eps`` (0.01 at
-eps = 0.25 with the default ``rel_step = 0.04``), so 40 steps can cross the ball 1.6 times
+PGD here uses a step proportional to the budget, ``step = travel * eps / steps``: with the
+default ``travel = 1.6`` and 40 steps that is 0.01 at eps = 0.25, and the attack can cross
+the ball 1.6 times
 at every budget.
 """
 
@@ -50,12 +51,13 @@ class Check(NamedTuple):
     detail: str
 
 
-def pgd_settings(eps: float, steps: int = 40, rel_step: float = 0.04) -> dict[str, float | int]:
-    """PGD's ``steps`` and ``step_size = rel_step * eps`` for a budget ``eps``."""
+def pgd_settings(eps: float, steps: int = 40, travel: float = 1.6) -> dict[str, float | int]:
+    """PGD's ``steps`` and ``step_size = travel * eps / steps`` for a budget ``eps``: all
+    steps together can move a pixel ``travel`` times the budget, whatever ``steps`` is."""
     eps = validate_epsilon(eps)
-    if not rel_step > 0:
-        raise ValueError(f"rel_step must be positive, got {rel_step!r}")
-    return {"steps": steps, "step_size": max(rel_step * eps, 1e-6)}
+    if not travel > 0:
+        raise ValueError(f"travel must be positive, got {travel!r}")
+    return {"steps": steps, "step_size": max(travel * eps / steps, 1e-6)}
 
 
 def transfer_examples(
@@ -65,7 +67,7 @@ def transfer_examples(
     epsilons: Iterable[float],
     *,
     steps: int = 40,
-    rel_step: float = 0.04,
+    travel: float = 1.6,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """PGD examples crafted on ``source`` (the attacker's own model) for every budget:
@@ -73,7 +75,7 @@ def transfer_examples(
     black-box transfer attack; compute them once and reuse them for every target."""
     labels = to_int_labels(y)
     return {
-        eps_key(eps): pgd(source, x, labels, eps, seed=seed, **pgd_settings(eps, steps, rel_step))
+        eps_key(eps): pgd(source, x, labels, eps, seed=seed, **pgd_settings(eps, steps, travel))
         if eps > 0
         else validate_images(x).copy()
         for eps in epsilons
@@ -89,7 +91,7 @@ def robustness_curve(
     transfer: Mapping[str, np.ndarray] | None = None,
     steps: int = 40,
     restarts: int = 1,
-    rel_step: float = 0.04,
+    travel: float = 1.6,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Accuracy of ``model`` under every attack of :data:`ATTACKS`, per budget.
@@ -99,7 +101,7 @@ def robustness_curve(
         epsilons: budgets in [0, 1].
         transfer: :func:`transfer_examples` made on ``x`` for (at least) these budgets;
             without it the curve has no ``"transfer"`` attack.
-        steps, restarts, rel_step: PGD's settings (see :func:`pgd_settings`).
+        steps, restarts, travel: PGD's settings (see :func:`pgd_settings`).
 
     Returns:
         ``{"clean": {eps_key: acc}, "fgsm": ..., "pgd": ..., "noise": ..., ["transfer": ...],
@@ -122,7 +124,7 @@ def robustness_curve(
                 eps,
                 restarts=restarts,
                 seed=seed,
-                **pgd_settings(eps, steps, rel_step),
+                **pgd_settings(eps, steps, travel),
             )
             if eps > 0
             else x,
@@ -328,14 +330,16 @@ def headline_table(headline: Mapping[str, Mapping[str, float]], eps: float) -> s
     )
 
 
-def leaking_table(leaking: Mapping[str, Mapping[str, float]], eps: float) -> str:
-    """Markdown: clean accuracy against FGSM with true and with predicted labels. FGSM
+def leaking_table(leaking: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown: per model (``{label: {"eps", "clean", "true_label", "predicted_label"}}``),
+    clean accuracy against FGSM at ``eps`` with true and with predicted labels. FGSM
     accuracy above clean accuracy (true labels) is the signature of label leaking."""
     return _markdown_table(
-        ("model", "clean", f"FGSM ε={eps:g}, true labels", "FGSM, predicted labels", "leaking?"),
+        ("model", "ε", "clean", "FGSM, true labels", "FGSM, predicted labels", "leaking?"),
         (
             (
                 model,
+                f"{v['eps']:g}",
                 _pct(v["clean"]),
                 _pct(v["true_label"]),
                 _pct(v["predicted_label"]),

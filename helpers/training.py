@@ -308,7 +308,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "fgsm_at": {
         "build": {"width": 1, "dropout": True, "learning_rate": 1e-3},
-        "epochs": 15,
+        "epochs": 8,
         "defense": "fgsm",
         "lr_schedule": "cosine",
         "eps": 0.25,
@@ -332,7 +332,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 10,
         "defense": "pgd",
         "lr_schedule": "one_cycle",
-        "eps": 0.3,
+        "eps": 0.25,
         "adv_fraction": 1.0,
         "pgd_steps": 5,
         "monitor_eps": 0.25,

@@ -93,8 +93,14 @@ def lab(tmp_path):
     for plugin, values in LAB_SETTINGS.items():
         (settings / plugin).parent.mkdir(parents=True, exist_ok=True)
         (settings / f"{plugin}.jupyterlab-settings").write_text(json.dumps(values))
+    # The course's look, without the nbgrader menus and sidebar (make assignments needs them).
+    config = tmp_path / "config"
+    (config / "labconfig").mkdir(parents=True)
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyter/nbgrader": True}})
+    )
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "MNIST_AD_ARTIFACTS": str(MODELS_DIR)}
+    env = {**os.environ, "MNIST_AD_ARTIFACTS": str(MODELS_DIR), "JUPYTER_CONFIG_DIR": str(config)}
     log = open(tmp_path / "jupyter.log", "w")
     server = subprocess.Popen(
         [

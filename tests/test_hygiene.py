@@ -62,7 +62,7 @@ def test_notebook_defaults_match_the_recipes():
         fgsm["adv_fraction"],
     )
     assert (nb04["FGSM_RS_EPOCHS"], nb04["PGD_EPOCHS"]) == (fgsm_rs["epochs"], pgd["epochs"])
-    assert nb04["ROBUST_EPS"] == fgsm_rs["eps"] == pgd["eps"]
+    assert (nb04["FGSM_RS_EPS"], nb04["PGD_EPS"]) == (fgsm_rs["eps"], pgd["eps"])
     assert nb04["PGD_TRAIN_STEPS"] == pgd["pgd_steps"]
     for recipe in (fgsm, fgsm_rs, pgd):
         assert nb04["MONITOR_PGD_STEPS"] == recipe["monitor_pgd_steps"]

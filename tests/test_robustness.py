@@ -18,7 +18,7 @@ def curve(pgd, fgsm=None, noise=None, transfer=None):
 
 def test_pgd_settings_scale_the_step_with_the_budget():
     assert rb.pgd_settings(0.25) == {"steps": 40, "step_size": pytest.approx(0.01)}
-    assert rb.pgd_settings(0.5, steps=10, rel_step=0.1)["step_size"] == pytest.approx(0.05)
+    assert rb.pgd_settings(0.5, steps=10, travel=1.0)["step_size"] == pytest.approx(0.05)
     with pytest.raises(ValueError):
         rb.pgd_settings(1.5)
 
@@ -28,7 +28,7 @@ def test_robustness_curve_on_a_trained_model(trained_cnn, small_mnist):
     epsilons = [0.0, 0.1, 0.2]
     transfer = rb.transfer_examples(tiny_smooth_model(), x, y, epsilons, steps=5)
     result = rb.robustness_curve(
-        trained_cnn, x, y, epsilons, transfer=transfer, steps=10, rel_step=0.1
+        trained_cnn, x, y, epsilons, transfer=transfer, steps=10, travel=1.0
     )
     assert set(result) == {"clean", "noise", "transfer", "fgsm", "pgd", "worst_case"}
     clean = accuracy(trained_cnn, x, y)
