@@ -62,7 +62,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 strip: $(STAMP)
-	$(BIN)/nbstripout notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
 
 clean:
 	rm -rf build
