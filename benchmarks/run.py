@@ -199,6 +199,7 @@ def measure(
         results["fgsm"] = fg
         results["fgsm_over_fwd_bwd"] = fg["fgsm_over_fwd_bwd"]
         results["fgsm_images_per_s"] = fg["fgsm_images_per_s"]
+        results["xla_over_default"] = fg["xla_over_default"]
         _done(start, f"{fg['fgsm_images_per_s']:,.0f} images/s, {fg['fgsm_over_fwd_bwd']:.2f}×")
 
     # -- PGD ---------------------------------------------------------------------------

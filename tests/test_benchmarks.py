@@ -27,6 +27,7 @@ REQUIRED = (
     "standard_images_per_s",
     "standard_epoch_s",
     "fgsm_images_per_s",
+    "xla_over_default",
 )
 
 
