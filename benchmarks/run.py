@@ -7,6 +7,7 @@ Usage::
     python -m benchmarks.run --skip-peers       # without ART and CleverHans
     python -m benchmarks.run --quick --skip-series --skip-peers   # smoke run, seconds
     python -m benchmarks.run --table            # print the table of benchmarks/results.json
+    python -m benchmarks.run --table --readme   # ... and write it into README.md
 
 A quick run writes ``build/bench/results-quick.json`` unless ``--out`` says otherwise, so it
 never replaces the committed ``benchmarks/results.json`` of a real run.
@@ -350,16 +351,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--table", action="store_true", help="only print the table of an existing JSON"
     )
+    parser.add_argument(
+        "--readme", action="store_true", help="with --table: also write it into README.md"
+    )
     args = parser.parse_args(argv)
 
-    from benchmarks.report import render_table
+    from benchmarks.report import README_END, README_START, render_table
+    from helpers.reproduce import update_readme
 
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     if args.table:
         if not out.exists():
             print(f"no results at {out}: run `make bench` first", file=sys.stderr)
             return 1
-        print(render_table(json.loads(out.read_text())))
+        table = render_table(json.loads(out.read_text()))
+        print(table)
+        if args.readme:
+            update_readme(table, start=README_START, end=README_END)
         return 0
 
     sections = tuple(s for s in SECTIONS if s in (args.only or SECTIONS))
@@ -381,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print("\n" + render_table(results) + "\n")
     print(f"wrote {out} in {results['benchmark_s'] / 60:.1f} min")
+    if out == RESULTS:
+        update_readme(render_table(results), start=README_START, end=README_END)
+        print("README speed table updated from benchmarks/results.json")
     return 1 if "series_ci_error" in results else 0
 
 

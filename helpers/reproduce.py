@@ -201,14 +201,17 @@ def results_table(metrics: dict[str, Any]) -> str:
     return header + "\n".join(rows) + "\n" + note
 
 
-def update_readme(table: str, readme: Path = README) -> bool:
-    """Replace the text between the README's table markers; return whether it changed."""
+def update_readme(
+    table: str, readme: Path = README, start: str = TABLE_START, end: str = TABLE_END
+) -> bool:
+    """Replace the text between the README's markers ``start`` ... ``end`` (default: the
+    results table's); return whether it changed."""
     text = readme.read_text()
-    if TABLE_START not in text or TABLE_END not in text:
-        raise ValueError(f"{readme} lacks the markers {TABLE_START!r} ... {TABLE_END!r}")
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    new = f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}"
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} lacks the markers {start!r} ... {end!r}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{table}\n{end}{tail}"
     if new != text:
         readme.write_text(new)
     return new != text

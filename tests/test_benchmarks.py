@@ -144,3 +144,15 @@ def test_defense_settings_follow_the_recipes():
     for entry in settings.values():
         assert set(entry) == {"build", "train"} and "defense" not in entry["train"]
     assert settings["pgd"]["train"]["pgd_steps"] == training.RECIPES["pgd_at"]["pgd_steps"]
+
+
+def test_readme_speed_table_is_generated_from_committed_results():
+    """The README shows exactly what benchmarks/results.json says (`--table --readme`)."""
+    from benchmarks.report import README_END, README_START
+
+    results = PROJECT_ROOT / "benchmarks" / "results.json"
+    assert results.exists(), "benchmarks/results.json is missing: run `make bench`"
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert README_START in readme and README_END in readme
+    table = render_table(json.loads(results.read_text()))
+    assert table in readme, "README speed table is stale: python -m benchmarks.run --table --readme"
