@@ -122,3 +122,16 @@ def test_kernel_and_textbook_shape(path):
     markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     for heading in ("**What you will learn**", "## Summary", "## Exercises"):
         assert heading in markdown, f"{path.name} lacks {heading!r}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_series_navigation_links_every_other_notebook(path):
+    """The "Series:" line under each title links every other notebook, in order."""
+    first = "".join(load(path)["cells"][0]["source"])
+    assert "*Series:*" in first, f"{path.name}: no series navigation in the first cell"
+    nav = first[first.index("*Series:*") :]
+    others = [name for name in NOTEBOOKS if name != path.name]
+    positions = [nav.find(f"({name})") for name in others]
+    assert -1 not in positions, f"{path.name}: the series line lacks a link to {others}"
+    assert positions == sorted(positions), f"{path.name}: the series line is out of order"
+    assert f"({path.name})" not in nav, f"{path.name} links to itself"
