@@ -8,16 +8,18 @@ slow spell of the machine slows both sides of a ratio.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config  # op determinism on/off
 
 from helpers.attacks import fgsm, pgd, predict_probabilities
 from helpers.data import NUM_CLASSES, one_hot
@@ -121,6 +123,24 @@ def training_epochs(
 # -- attacks ----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def op_determinism_off() -> Iterator[None]:
+    """Turn TensorFlow's deterministic ops off for the block, restoring the setting after.
+
+    XLA has no deterministic implementation of the max-pool gradient, so with the course's
+    deterministic ops on (``set_seed``) a ``jit_compile`` gradient of this CNN cannot even
+    be built; the XLA timing runs without them.
+    """
+    was_on = tf_config.is_op_determinism_enabled()
+    if was_on:
+        tf_config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        if was_on:
+            tf_config.enable_op_determinism()
+
+
 def forward_backward_fn(
     model: keras.Model, jit_compile: bool = False
 ) -> Callable[[np.ndarray, np.ndarray, int], None]:
@@ -128,7 +148,8 @@ def forward_backward_fn(
 
     A plain compiled forward pass plus backward pass to the input, with nothing around it
     (no sign, no step, no clipping, no copy back to NumPy): what any FGSM must compute.
-    ``jit_compile``: compile it with XLA instead of TensorFlow's default graph executor.
+    ``jit_compile``: compile it with XLA instead of TensorFlow's default graph executor
+    (run with deterministic ops off, see :func:`op_determinism_off`).
     Returns ``run(x, y_onehot, batch_size)``.
     """
     net = logits_model(model)
@@ -148,8 +169,9 @@ def forward_backward_fn(
         return tape.gradient(loss, x)
 
     def run(x: np.ndarray, y_onehot: np.ndarray, batch_size: int) -> None:
-        for start in range(0, len(x), batch_size):
-            gradient(x[start : start + batch_size], y_onehot[start : start + batch_size])
+        with op_determinism_off() if jit_compile else contextlib.nullcontext():
+            for start in range(0, len(x), batch_size):
+                gradient(x[start : start + batch_size], y_onehot[start : start + batch_size])
 
     return run
 
