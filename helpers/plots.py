@@ -343,7 +343,7 @@ def plot_attack_effort(
     ax_s.axvline(steps, color="gray", ls="--", lw=1)
     ax_r.axvline(restarts, color="gray", ls="--", lw=1)
     ax_s.set(xlabel=f"PGD steps ({restarts} restarts)", ylabel="accuracy", ylim=(0, 1.02))
-    ax_r.set(xlabel=f"random restarts ({steps} steps each)")
+    ax_r.set(xlabel=f"random restarts ({steps} steps each, more where that had not converged)")
     ax_r.xaxis.get_major_locator().set_params(integer=True)
     ax_r.legend(fontsize=9, loc="lower left")
     fig.suptitle(title)

@@ -179,6 +179,52 @@ def attack_effort(
     }
 
 
+def converge_attack(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    steps: int = 40,
+    restarts: int = 5,
+    step_size: float = 0.01,
+    tolerance: float = 0.02,
+    max_steps: int = 160,
+    max_restarts: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Strengthen PGD until doubling its effort stops finding adversarial examples.
+
+    Runs :func:`attack_effort` at (``steps``, ``restarts``). If doubling the steps lowers
+    the accuracy by ``tolerance`` or more, the steps are doubled; likewise the restarts; and
+    the measurement is repeated, up to ``max_steps`` and ``max_restarts``. This is what an
+    evaluator does when the convergence check fails: not loosen the check, but attack
+    harder until the number stops moving.
+
+    Returns the last :func:`attack_effort` result plus ``"steps"``, ``"restarts"`` (the
+    setting it converged at, or the last one tried) and ``"tried"``: ``[[steps, restarts,
+    accuracy], ...]`` for every setting measured, in order.
+    """
+    if tolerance <= 0:
+        raise ValueError(f"tolerance must be positive, got {tolerance}")
+    tried: list[list[float]] = []
+    while True:
+        result = attack_effort(
+            model, x, y, eps, steps=steps, restarts=restarts, step_size=step_size, seed=seed
+        )
+        tried.append([steps, restarts, result["base"]])
+        more_steps = result["base"] - result["double_steps"] >= tolerance
+        more_restarts = result["base"] - result["double_restarts"] >= tolerance
+        can_step = more_steps and 2 * steps <= max_steps
+        can_restart = more_restarts and 2 * restarts <= max_restarts
+        if not (can_step or can_restart):
+            return {**result, "steps": steps, "restarts": restarts, "tried": tried}
+        if can_step:
+            steps *= 2
+        if can_restart:
+            restarts *= 2
+
+
 # --- the sanity checks -------------------------------------------------------------------
 
 
@@ -233,15 +279,24 @@ def check_monotone_in_budget(
     return Check("monotone in ε", model, not rises, detail)
 
 
-def check_converged(model: str, result: Mapping[str, float], tolerance: float = 0.01) -> Check:
-    """Doubling PGD's steps or restarts must change the accuracy by less than ``tolerance``."""
+def check_converged(model: str, result: Mapping[str, Any], tolerance: float = 0.01) -> Check:
+    """Doubling PGD's steps or restarts must change the accuracy by less than ``tolerance``.
+
+    ``result``: from :func:`attack_effort` or :func:`converge_attack`; for the latter the
+    detail also names the weaker settings that did not converge."""
     base = result["base"]
     change = max(abs(result["double_steps"] - base), abs(result["double_restarts"] - base))
+    setting = ""
+    if "steps" in result:
+        setting = f"PGD-{result['steps']}×{result['restarts']} "
+        weaker = [f"PGD-{s}×{r} {_pct(a)}" for s, r, a in result.get("tried", [])[:-1]]
+        if weaker:
+            setting = f"not at {', '.join(weaker)}; at {setting}"
     return Check(
         "attack converged",
         model,
         change < tolerance,
-        f"{_pct(base)}; 2× steps {_pct(result['double_steps'])}, "
+        f"{setting}{_pct(base)}; 2× steps {_pct(result['double_steps'])}, "
         f"2× restarts {_pct(result['double_restarts'])} (change must be < {_pct(tolerance)})",
     )
 

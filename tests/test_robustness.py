@@ -55,6 +55,23 @@ def test_attack_effort_never_reports_a_weaker_attack_for_more_effort(trained_cnn
         rb.attack_effort(trained_cnn, x, y, 0.1, steps=15)
 
 
+def test_converge_attack_attacks_harder_until_doubling_stops_helping(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    kwargs = dict(steps=10, restarts=1, step_size=0.002, seed=0)
+    # A tolerance no change can reach: the first setting is reported as is.
+    lax = rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=1.0, **kwargs)
+    assert (lax["steps"], lax["restarts"], len(lax["tried"])) == (10, 1, 1)
+    # Tiny steps (travel 0.02 < eps) are far from converged: it must escalate.
+    strict = rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=1e-9, max_steps=40, **kwargs)
+    assert strict["steps"] == 40 and len(strict["tried"]) >= 3
+    accuracies = [a for _, _, a in strict["tried"]]
+    assert accuracies == sorted(accuracies, reverse=True) and accuracies[-1] < accuracies[0]
+    assert strict["tried"][-1] == [strict["steps"], strict["restarts"], strict["base"]]
+    assert "not at PGD-10×1" in rb.check_converged("m", strict, 1e-9).detail
+    with pytest.raises(ValueError, match="tolerance"):
+        rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=0.0)
+
+
 def test_chance_check():
     assert rb.check_chance_at_large_budget("m", 0.098, 0.5).passed
     failed = rb.check_chance_at_large_budget("m", 0.35, 0.5)
