@@ -182,7 +182,8 @@ def train_model(
         ``{"loss", "accuracy", "adv_accuracy", "val_accuracy", "val_fgsm_accuracy",
         "val_pgd_accuracy", "epoch_seconds"}`` -> one float per epoch (keys present only
         where they apply). Accuracies are fractions in [0, 1]; ``accuracy`` is on the clean
-        part of the training batches, ``adv_accuracy`` on their adversarial part.
+        part of the training batches (absent when ``adv_fraction`` is 1: there is none),
+        ``adv_accuracy`` on their adversarial part.
     """
     if lr_schedule not in SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
@@ -251,11 +252,9 @@ def train_model(
             adv_correct += float(adv_c)
             n_adv_total += int(n_adv)
             bar.update(1)
-        record = {
-            "loss": loss_sum / len(x_train),
-            "accuracy": clean_correct / max(1, len(x_train) - n_adv_total),
-            "epoch_seconds": time.perf_counter() - start,
-        }
+        record = {"loss": loss_sum / len(x_train), "epoch_seconds": time.perf_counter() - start}
+        if n_adv_total < len(x_train):  # with adv_fraction = 1 there is no clean part
+            record["accuracy"] = clean_correct / (len(x_train) - n_adv_total)
         if defense != "none":
             record["adv_accuracy"] = adv_correct / max(1, n_adv_total)
         if validation_data is not None:

@@ -74,6 +74,25 @@ def test_adversarial_training_reports_both_halves(defense, random_images):
         assert 0.0 <= history[key][0] <= 1.0
 
 
+def test_all_adversarial_training_reports_no_clean_accuracy(random_images):
+    """With adv_fraction = 1 no clean image is trained on: no made-up clean accuracy."""
+    x, y = random_images
+    model = tiny_smooth_model()
+    model.compile(optimizer="adam")
+    history = train_model(
+        model,
+        x,
+        y,
+        epochs=1,
+        batch_size=16,
+        defense="fgsm_rs",
+        eps=0.1,
+        adv_fraction=1.0,
+        progress=False,
+    )
+    assert "accuracy" not in history and 0.0 <= history["adv_accuracy"][0] <= 1.0
+
+
 def test_fgsm_training_makes_the_model_resist_fgsm(small_mnist, trained_cnn):
     d = small_mnist
     set_seed(0)
