@@ -118,8 +118,10 @@ def graded_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[str]:
 
 
 def solution_lines(nb: Mapping[str, Any]) -> list[str]:
-    """Every non-blank line written between solution or hidden-test markers, stripped:
-    the text a student release must not contain."""
+    """Every line written between solution or hidden-test markers, stripped, that has a
+    letter or digit: the text a student release must not contain. (Blank lines and lines
+    of brackets alone, such as the ``)`` closing a call, occur in any code and give
+    nothing away.)"""
     found = []
     for cell in nb["cells"]:
         inside = False
@@ -129,7 +131,7 @@ def solution_lines(nb: Mapping[str, Any]) -> list[str]:
                 inside = True
             elif stripped in (SOLUTION_MARKERS[1], HIDDEN_TEST_MARKERS[1]):
                 inside = False
-            elif inside and stripped:
+            elif inside and any(ch.isalnum() for ch in stripped):
                 found.append(stripped)
     return found
 

@@ -133,3 +133,13 @@ def test_grade_without_a_release_says_what_to_do(tmp_path, capsys):
     code = classroom.main(["grade", str(tmp_path / "subs"), "--course-dir", str(tmp_path / "c")])
     assert code == 1
     assert "make assignments" in capsys.readouterr().err
+
+
+def test_solution_lines_are_the_lines_that_would_give_the_answer_away():
+    source = (
+        "def f(x):\n    ### BEGIN SOLUTION\n    return max(\n        x, 0\n    )\n\n"
+        "    ### END SOLUTION\nassert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert f(-1) == 0\n"
+        "### END HIDDEN TESTS"
+    )
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": source, "outputs": []}]}
+    assert classroom.solution_lines(nb) == ["return max(", "x, 0", "assert f(-1) == 0"]
