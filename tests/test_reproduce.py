@@ -89,3 +89,22 @@ def test_readme_table_is_generated_from_committed_metrics():
     assert metrics["run"]["full_size"], "the committed results must come from a full-size run"
     readme = reproduce.README.read_text()
     assert reproduce.results_table(metrics) in readme, "README table is stale: run `make readme`"
+
+
+def test_resuming_reads_only_finished_runs_at_the_same_size(tmp_path):
+    from helpers.reproduce import executed_seconds
+
+    def executed(name, **papermill):
+        path = tmp_path / name
+        path.write_text(json.dumps({"metadata": {"papermill": papermill}, "cells": []}))
+        return path
+
+    done = executed("done.ipynb", duration=12.5, parameters={}, exception=None)
+    assert executed_seconds(done, {}) == 12.5
+    with pytest.raises(ValueError, match="ran with"):
+        executed_seconds(done, {"EPOCHS": 2})
+    failed = executed("failed.ipynb", duration=3.0, parameters={}, exception=True)
+    with pytest.raises(ValueError, match="did not finish"):
+        executed_seconds(failed, {})
+    with pytest.raises(ValueError, match="no executed notebook"):
+        executed_seconds(tmp_path / "missing.ipynb", {})
