@@ -1,4 +1,4 @@
-"""nbgrader assignments, end to end at CI size (``make classroom``, about 3 minutes).
+"""nbgrader assignments, end to end at CI size (``make classroom``, ~16 min on 2 cores).
 
 Builds the student release from the course notebooks into a scratch course folder and
 proves: the release holds no solution text; ``nbgrader validate`` passes on the instructor
