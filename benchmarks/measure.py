@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # op determinism on/off
 
-from helpers.attacks import fgsm, pgd, predict_probabilities
+from helpers.attacks import BATCH_SIZE, fgsm, pgd, predict_probabilities
 from helpers.data import NUM_CLASSES, one_hot
 from helpers.model import build_cnn, logits_model
 from helpers.training import train_model
@@ -183,7 +183,7 @@ def fgsm_cost(
     *,
     eps: float,
     reps: int,
-    batch_size: int = 1024,
+    batch_size: int = BATCH_SIZE,
 ) -> dict[str, Any]:
     """FGSM on ``x`` (true labels) against one forward+backward pass and one forward pass."""
     floor = forward_backward_fn(model)
@@ -223,7 +223,7 @@ def pgd_cost(
     steps: int,
     step_size: float,
     reps: int,
-    batch_size: int = 1024,
+    batch_size: int = BATCH_SIZE,
 ) -> dict[str, Any]:
     """PGD-``steps`` against one FGSM on the same images.
 

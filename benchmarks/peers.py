@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from benchmarks.measure import interleaved, median_ratio
-from helpers.attacks import fgsm, pgd, predict_probabilities
+from helpers.attacks import BATCH_SIZE, fgsm, pgd, predict_probabilities
 from helpers.data import NUM_CLASSES, one_hot
 from helpers.model import logits_model
 
@@ -167,7 +167,7 @@ def compare(
     steps: int,
     step_size: float,
     reps: int,
-    batch_size: int = 1024,
+    batch_size: int = BATCH_SIZE,
     peers: tuple[str, ...] = tuple(PEERS),
 ) -> dict[str, Any]:
     """Time FGSM and PGD of ours and of each available peer, interleaved; compare accuracies.

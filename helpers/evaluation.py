@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 from helpers.attacks import (
+    BATCH_SIZE,
     apply_signs,
     fgsm_signs,
     pgd,
@@ -24,12 +25,14 @@ def eps_key(eps: float) -> str:
     return format(round(validate_epsilon(eps), 6), "g")
 
 
-def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Predicted classes ``(n,)`` for images ``(n, 28, 28, 1)`` in [0, 1]."""
     return predict_probabilities(model, x, batch_size).argmax(axis=1)
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+def accuracy(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = BATCH_SIZE
+) -> float:
     """Fraction (0..1) of images classified as their label (``y`` integer or one-hot)."""
     labels = to_int_labels(y)
     if len(labels) != len(x):
@@ -45,7 +48,7 @@ def fgsm_accuracy_curve(
     *,
     attack_labels: str = "true",
     loss_on: str = "logits",
-    batch_size: int = 1024,
+    batch_size: int = BATCH_SIZE,
 ) -> dict[str, float]:
     """Accuracy under FGSM for each budget, as ``{eps_key(eps): accuracy}``.
 
@@ -101,7 +104,7 @@ def worst_case_accuracy(
     x: np.ndarray,
     y: np.ndarray,
     adversarial: Mapping[str, np.ndarray],
-    batch_size: int = 1024,
+    batch_size: int = BATCH_SIZE,
 ) -> dict[str, float]:
     """Accuracy per attack and the robust accuracy over all of them.
 

@@ -267,10 +267,26 @@ def run_series(size: str, executed_dir: Path, start_at: str | None = None) -> di
         )
         print(f"== {notebook}: kept from its earlier run ({seconds[notebook]:.0f} s)", flush=True)
     for notebook in NOTEBOOKS[first:]:
+        forget_models_made_by(notebook)
         print(f"== {notebook} ({size} size) ...", flush=True)
         _, seconds[notebook] = run_notebook(notebook, executed_dir, size=size)
         print(f"   done in {seconds[notebook]:.0f} s", flush=True)
     return seconds
+
+
+def forget_models_made_by(notebook: str) -> list[str]:
+    """Delete the saved models that ``notebook`` makes (``helpers.artifacts.PRODUCED_BY``),
+    so that a run makes them afresh with its own settings instead of loading a copy left
+    by an earlier run (notebook 06 loads its surrogate and leaky models if they exist).
+    Returns the names of the models deleted."""
+    from helpers.artifacts import PRODUCED_BY, model_path
+
+    gone = []
+    for name, producer in PRODUCED_BY.items():
+        if Path(producer).name == notebook and model_path(name).exists():
+            model_path(name).unlink()
+            gone.append(name)
+    return gone
 
 
 def executed_seconds(path: Path, parameters: dict[str, Any]) -> float:

@@ -20,7 +20,7 @@ at every budget.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any, NamedTuple
 
@@ -142,6 +142,21 @@ def robustness_curve(
     return curve
 
 
+def _effort_summary(
+    accuracy_at: Callable[[int, int], float], steps: int, restarts: int
+) -> dict[str, Any]:
+    """The :func:`attack_effort` dictionary, from ``accuracy_at(steps, restarts)``."""
+    by_steps = {str(k): accuracy_at(k, restarts) for k in range(10, 2 * steps + 1, 10)}
+    by_restarts = {str(r): accuracy_at(steps, r) for r in range(1, 2 * restarts + 1)}
+    return {
+        "by_steps": by_steps,
+        "by_restarts": by_restarts,
+        "base": by_steps[str(steps)],
+        "double_steps": by_steps[str(2 * steps)],
+        "double_restarts": by_restarts[str(2 * restarts)],
+    }
+
+
 def attack_effort(
     model: keras.Model,
     x: np.ndarray,
@@ -166,17 +181,7 @@ def attack_effort(
     fooled_at = pgd_effort(
         model, x, y, eps, step_size=step_size, steps=2 * steps, restarts=2 * restarts, seed=seed
     )
-    by_steps = {
-        str(k): effort_accuracy(fooled_at, k, restarts) for k in range(10, 2 * steps + 1, 10)
-    }
-    by_restarts = {str(r): effort_accuracy(fooled_at, steps, r) for r in range(1, 2 * restarts + 1)}
-    return {
-        "by_steps": by_steps,
-        "by_restarts": by_restarts,
-        "base": by_steps[str(steps)],
-        "double_steps": by_steps[str(2 * steps)],
-        "double_restarts": by_restarts[str(2 * restarts)],
-    }
+    return _effort_summary(lambda k, r: effort_accuracy(fooled_at, k, r), steps, restarts)
 
 
 def converge_attack(
@@ -195,11 +200,17 @@ def converge_attack(
 ) -> dict[str, Any]:
     """Strengthen PGD until doubling its effort stops finding adversarial examples.
 
-    Runs :func:`attack_effort` at (``steps``, ``restarts``). If doubling the steps lowers
-    the accuracy by ``tolerance`` or more, the steps are doubled; likewise the restarts; and
-    the measurement is repeated, up to ``max_steps`` and ``max_restarts``. This is what an
-    evaluator does when the convergence check fails: not loosen the check, but attack
-    harder until the number stops moving.
+    Measures as :func:`attack_effort` does at (``steps``, ``restarts``). If doubling the
+    steps lowers the accuracy by ``tolerance`` or more, the steps are doubled; likewise the
+    restarts; and the measurement is repeated, up to ``max_steps`` and ``max_restarts``.
+    This is what an evaluator does when the convergence check fails: not loosen the check,
+    but attack harder until the number stops moving.
+
+    Every run of :func:`helpers.attacks.pgd_effort` is kept: restart ``r`` with the same
+    seed follows the same path whatever the total number of steps, so a run answers every
+    setting with no more steps and restarts than it had. After doubling the steps only,
+    the next measurement runs just (2 × steps, restarts) -- half of what a fresh
+    :func:`attack_effort` would cost, with the same numbers.
 
     Returns the last :func:`attack_effort` result plus ``"steps"``, ``"restarts"`` (the
     setting it converged at, or the last one tried) and ``"tried"``: ``[[steps, restarts,
@@ -207,11 +218,37 @@ def converge_attack(
     """
     if tolerance <= 0:
         raise ValueError(f"tolerance must be positive, got {tolerance}")
+    if steps % 10:
+        raise ValueError(f"steps must be a multiple of 10, got {steps}")
+    runs: list[tuple[int, int, np.ndarray]] = []  # (steps, restarts, fooled_at)
+
+    def run_covering(k: int, r: int) -> np.ndarray | None:
+        return next((f for s, m, f in runs if s >= k and m >= r), None)
+
+    def accuracy_at(k: int, r: int) -> float:
+        fooled_at = run_covering(k, r)
+        assert fooled_at is not None, (k, r)
+        return effort_accuracy(fooled_at, k, r)
+
     tried: list[list[float]] = []
     while True:
-        result = attack_effort(
-            model, x, y, eps, steps=steps, restarts=restarts, step_size=step_size, seed=seed
-        )
+        need_steps = run_covering(2 * steps, restarts) is None
+        need_restarts = run_covering(steps, 2 * restarts) is None
+        if need_steps or need_restarts:
+            new_steps = 2 * steps if need_steps else steps
+            new_restarts = 2 * restarts if need_restarts else restarts
+            fooled_at = pgd_effort(
+                model,
+                x,
+                y,
+                eps,
+                step_size=step_size,
+                steps=new_steps,
+                restarts=new_restarts,
+                seed=seed,
+            )
+            runs.append((new_steps, new_restarts, fooled_at))
+        result = _effort_summary(accuracy_at, steps, restarts)
         tried.append([steps, restarts, result["base"]])
         more_steps = result["base"] - result["double_steps"] >= tolerance
         more_restarts = result["base"] - result["double_restarts"] >= tolerance

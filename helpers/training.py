@@ -305,14 +305,14 @@ MODEL_LABELS: dict[str, str] = {
 RECIPES: dict[str, dict[str, Any]] = {
     "standard": {
         "build": {"width": 1, "dropout": True, "learning_rate": 1e-3},
-        "epochs": 15,
+        "epochs": 6,
         "defense": "none",
         "lr_schedule": "cosine",
         "monitor_eps": 0.25,
     },
     "fgsm_at": {
         "build": {"width": 1, "dropout": True, "learning_rate": 1e-3},
-        "epochs": 8,
+        "epochs": 5,
         "defense": "fgsm",
         "lr_schedule": "cosine",
         "eps": 0.25,
@@ -322,7 +322,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "fgsm_rs_at": {
         "build": {"width": 1, "dropout": False, "learning_rate": 2e-3},
-        "epochs": 10,
+        "epochs": 6,
         "defense": "fgsm_rs",
         "lr_schedule": "one_cycle",
         "eps": 0.3,
@@ -333,12 +333,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "pgd_at": {
         "build": {"width": 1, "dropout": False, "learning_rate": 2e-3},
-        "epochs": 10,
+        "epochs": 8,
         "defense": "pgd",
         "lr_schedule": "one_cycle",
         "eps": 0.25,
         "adv_fraction": 1.0,
-        "pgd_steps": 5,
+        "pgd_steps": 3,
         "monitor_eps": 0.25,
         "monitor_pgd_steps": 10,
         "restore_best": "val_pgd_accuracy",

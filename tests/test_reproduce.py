@@ -108,3 +108,16 @@ def test_resuming_reads_only_finished_runs_at_the_same_size(tmp_path):
         executed_seconds(failed, {})
     with pytest.raises(ValueError, match="no executed notebook"):
         executed_seconds(tmp_path / "missing.ipynb", {})
+
+
+def test_a_run_makes_its_notebooks_models_afresh(tmp_path, monkeypatch):
+    from helpers.reproduce import forget_models_made_by
+
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(tmp_path))
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("standard", "surrogate", "fgsm_leaky"):
+        (models / f"{name}.keras").write_bytes(b"stale")
+    assert forget_models_made_by("06_robustness_evaluation.ipynb") == ["surrogate", "fgsm_leaky"]
+    assert [p.name for p in models.iterdir()] == ["standard.keras"]
+    assert forget_models_made_by("05_evaluation.ipynb") == []

@@ -68,6 +68,18 @@ def test_converge_attack_attacks_harder_until_doubling_stops_helping(trained_cnn
     assert accuracies == sorted(accuracies, reverse=True) and accuracies[-1] < accuracies[0]
     assert strict["tried"][-1] == [strict["steps"], strict["restarts"], strict["base"]]
     assert "not at PGD-10×1" in rb.check_converged("m", strict, 1e-9).detail
+    # Reusing earlier runs gives what a fresh measurement at the final setting gives.
+    fresh = rb.attack_effort(
+        trained_cnn,
+        x,
+        y,
+        0.1,
+        steps=strict["steps"],
+        restarts=strict["restarts"],
+        step_size=0.002,
+        seed=0,
+    )
+    assert {k: strict[k] for k in fresh} == fresh
     with pytest.raises(ValueError, match="tolerance"):
         rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=0.0)
 
