@@ -19,7 +19,7 @@ help:
 	@echo "make strip      remove outputs from the notebooks before committing"
 	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=ci: small runs)"
 	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student), write grades.csv"
-	@echo "make bench      measure speed on this machine, write benchmarks/results.json (about 10 minutes)"
+	@echo "make bench      measure speed on this machine, write benchmarks/results.json (about 12 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -1,4 +1,4 @@
-"""nbgrader assignments, end to end at CI size (``make classroom``, ~10 min on 2 cores).
+"""nbgrader assignments, end to end at CI size (``make classroom``, ~8.5 min on 2 cores).
 
 Builds the student release from the course notebooks into a scratch course folder and
 proves: the release holds no solution text; ``nbgrader validate`` passes on the instructor
