@@ -46,7 +46,8 @@ _PGD_CHUNK = 10  # PGD steps per compiled call; fooled examples drop out between
 
 #: Images per compiled call of every attack and prediction. On 2 CPU cores (AMD EPYC,
 #: TensorFlow 2.21) batches of 256 ran PGD 1.4x and FGSM 1.2-1.35x faster than batches of
-#: 1024: the activations of a smaller batch stay in cache. Results do not depend on it.
+#: 1024, most likely because a smaller batch's activations stay in cache. Results do not
+#: depend on it.
 BATCH_SIZE = 256
 _COMPILED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable]] = weakref.WeakKeyDictionary()
 
