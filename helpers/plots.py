@@ -319,7 +319,8 @@ def plot_robustness_during_training(
             )
     ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.02), title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8, loc="lower right", ncols=2)
+    # Below the axes: inside, it would hide whichever curve runs along the bottom.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3)
     fig.tight_layout()
     return fig
 
