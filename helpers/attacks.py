@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import keras
 import numpy as np
@@ -360,6 +360,20 @@ def pgd(
     return best
 
 
+class EffortProgress(NamedTuple):
+    """How far each restart of :func:`extend_pgd_effort` has got, so a later call can go on.
+
+    ``fooled_at``: ``int`` ``(restarts, n)``, as :func:`pgd_effort` returns it (0: not
+    fooled yet); ``x_last``: ``float32`` ``(restarts, n, 28, 28, 1)``, each restart's last
+    iterate, or the one that fooled the example; ``steps``: ``int`` ``(restarts,)``, the
+    steps each restart has run.
+    """
+
+    fooled_at: np.ndarray
+    x_last: np.ndarray
+    steps: np.ndarray
+
+
 def pgd_effort(
     model: keras.Model,
     x: np.ndarray,
@@ -381,11 +395,71 @@ def pgd_effort(
     any ``k`` (a multiple of 10, up to ``steps``) and ``m <= restarts``, what
     ``pgd(..., steps=k, restarts=m)`` would measure: see :func:`effort_accuracy`.
     """
+    return extend_pgd_effort(
+        model,
+        x,
+        y,
+        eps,
+        step_size=step_size,
+        steps=steps,
+        restarts=restarts,
+        targeted=targeted,
+        seed=seed,
+        batch_size=batch_size,
+    ).fooled_at
+
+
+def extend_pgd_effort(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    eps: float = 0.25,
+    *,
+    progress: EffortProgress | None = None,
+    step_size: float = 0.01,
+    steps: int = 80,
+    restarts: int = 10,
+    targeted: bool = False,
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+) -> EffortProgress:
+    """:func:`pgd_effort`, continued: runs until restarts ``0 .. restarts - 1`` have each
+    run at least ``steps`` steps, taking every restart of ``progress`` (an earlier result
+    for the same model, images, labels and settings) up from where it stopped.
+
+    A restart's path depends only on its seed, so going on from step ``k`` gives what a
+    fresh run would give (exactly, when ``k`` is a multiple of 10: the steps are taken in
+    the same compiled chunks of 10, on the same batches). Doubling an attack's steps this
+    way costs the new steps only. Restarts of ``progress`` beyond ``restarts``, and steps
+    beyond ``steps``, are kept. Returns the new :class:`EffortProgress`.
+    """
     x, run = _pgd_setup(
         model, x, y, eps, step_size, steps, restarts, True, targeted, seed, batch_size
     )
-    everyone = np.arange(len(x))
-    return np.stack([run(restart, everyone)[1] for restart in range(restarts)])
+    n = len(x)
+    if progress is None:
+        progress = EffortProgress(
+            np.zeros((0, n), dtype=np.int64),
+            np.zeros((0, *x.shape), dtype=np.float32),
+            np.zeros(0, dtype=np.int64),
+        )
+    elif progress.fooled_at.shape[1:] != (n,) or progress.x_last.shape[1:] != x.shape:
+        raise ValueError(
+            f"progress was made on {progress.fooled_at.shape[1]} images, not these {n}"
+        )
+    total = max(restarts, len(progress.steps))
+    fooled_at = np.zeros((total, n), dtype=np.int64)
+    x_last = np.zeros((total, *x.shape), dtype=np.float32)
+    done = np.zeros(total, dtype=np.int64)
+    kept = len(progress.steps)
+    fooled_at[:kept], x_last[:kept], done[:kept] = progress
+    for restart in range(restarts):
+        if done[restart] >= steps:
+            continue
+        resume = (x_last[restart], fooled_at[restart], done[restart]) if done[restart] else None
+        x_last[restart], fooled_at[restart] = run(restart, np.arange(n), steps, resume)[:2]
+        done[restart] = steps
+    return EffortProgress(fooled_at, x_last, done)
 
 
 def effort_accuracy(fooled_at: np.ndarray, steps: int, restarts: int) -> float:
@@ -409,11 +483,14 @@ def _pgd_setup(
     targeted: bool,
     seed: int,
     batch_size: int,
-) -> tuple[np.ndarray, Callable[[int, np.ndarray], tuple[np.ndarray, ...]]]:
+) -> tuple[np.ndarray, Callable[..., tuple[np.ndarray, ...]]]:
     """Validate PGD's arguments; return ``(x, run)`` where ``run(restart, idx)``
     attacks the examples ``idx`` from restart ``restart``'s start and returns, per example,
     ``(x_adv, fooled_at, score)``: the first iterate that fooled the model (else the last),
-    the steps after which it did (0: never) and the loss (negated if targeted)."""
+    the steps after which it did (0: never) and the loss (negated if targeted).
+    ``run(restart, idx, until, resume)`` runs to ``until`` steps instead, going on from
+    ``resume = (x_adv, fooled_at, steps_done)`` of an earlier run on the same ``idx``
+    (its scores then cover only the examples it moved)."""
     x = validate_images(x)
     eps = validate_epsilon(eps)
     step_size = float(step_size)
@@ -429,11 +506,19 @@ def _pgd_setup(
     args = (np.float32(eps), np.float32(step_size))
     direction = np.float32(-1.0 if targeted else 1.0)
 
-    def run(restart: int, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    def run(
+        restart: int,
+        idx: np.ndarray,
+        until: int = steps,
+        resume: tuple[np.ndarray, np.ndarray, int] | None = None,
+    ) -> tuple[np.ndarray, ...]:
         x_adv = np.empty((len(idx), *x.shape[1:]), dtype=np.float32)
         fooled_at = np.zeros(len(idx), dtype=np.int64)
         score = np.zeros(len(idx), dtype=np.float32)
-        if random_start:
+        if resume is not None:
+            # Go on from an earlier call's last iterates (x_last, fooled_at, steps done).
+            x_adv[:], fooled_at[:] = resume[0], resume[1]
+        elif random_start:
             # Noise for every example, so each one's start depends only on (seed, restart).
             rng = np.random.default_rng([seed, restart])
             noise = rng.uniform(-eps, eps, size=x.shape).astype(np.float32)[idx]
@@ -441,12 +526,15 @@ def _pgd_setup(
             # Steps in chunks; an example leaves the batch as soon as it is fooled (its
             # trajectory does not depend on the others, so the result is the same).
             active = np.arange(start, min(start + batch_size, len(idx)))
-            x_now = x[idx[active]]
-            if random_start:
-                x_now = np.clip(x_now + noise[active], 0.0, 1.0)
-            done = 0
-            while done < steps and len(active):
-                chunk = min(_PGD_CHUNK, steps - done)
+            if resume is not None:
+                active = active[fooled_at[active] == 0]
+                x_now, done = x_adv[active], int(resume[2])
+            else:
+                x_now, done = x[idx[active]], 0
+                if random_start:
+                    x_now = np.clip(x_now + noise[active], 0.0, 1.0)
+            while done < until and len(active):
+                chunk = min(_PGD_CHUNK, until - done)
                 rows = idx[active]
                 x_now, success, loss = (
                     t.numpy() for t in loop(x[rows], x_now, labels[rows], *args, chunk, direction)

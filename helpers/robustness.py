@@ -29,6 +29,7 @@ import numpy as np
 
 from helpers.attacks import (
     effort_accuracy,
+    extend_pgd_effort,
     fgsm,
     pgd,
     pgd_effort,
@@ -206,11 +207,11 @@ def converge_attack(
     This is what an evaluator does when the convergence check fails: not loosen the check,
     but attack harder until the number stops moving.
 
-    Every run of :func:`helpers.attacks.pgd_effort` is kept: restart ``r`` with the same
-    seed follows the same path whatever the total number of steps, so a run answers every
-    setting with no more steps and restarts than it had. After doubling the steps only,
-    the next measurement runs just (2 × steps, restarts) -- half of what a fresh
-    :func:`attack_effort` would cost, with the same numbers.
+    No step is taken twice: restart ``r`` with the same seed follows the same path whatever
+    the total number of steps, so each measurement takes the restarts of the last one up
+    from where they stopped (:func:`helpers.attacks.extend_pgd_effort`) and runs only the
+    steps and restarts that are new, with the numbers a fresh :func:`attack_effort` at the
+    final setting would give.
 
     Returns the last :func:`attack_effort` result plus ``"steps"``, ``"restarts"`` (the
     setting it converged at, or the last one tried) and ``"tried"``: ``[[steps, restarts,
@@ -220,34 +221,27 @@ def converge_attack(
         raise ValueError(f"tolerance must be positive, got {tolerance}")
     if steps % 10:
         raise ValueError(f"steps must be a multiple of 10, got {steps}")
-    runs: list[tuple[int, int, np.ndarray]] = []  # (steps, restarts, fooled_at)
-
-    def run_covering(k: int, r: int) -> np.ndarray | None:
-        return next((f for s, m, f in runs if s >= k and m >= r), None)
+    progress = None
 
     def accuracy_at(k: int, r: int) -> float:
-        fooled_at = run_covering(k, r)
-        assert fooled_at is not None, (k, r)
-        return effort_accuracy(fooled_at, k, r)
+        assert progress is not None and len(progress.steps) >= r, (k, r)
+        assert (progress.steps[:r] >= k).all(), (k, r)
+        return effort_accuracy(progress.fooled_at, k, r)
 
     tried: list[list[float]] = []
     while True:
-        need_steps = run_covering(2 * steps, restarts) is None
-        need_restarts = run_covering(steps, 2 * restarts) is None
-        if need_steps or need_restarts:
-            new_steps = 2 * steps if need_steps else steps
-            new_restarts = 2 * restarts if need_restarts else restarts
-            fooled_at = pgd_effort(
+        for k, r in ((2 * steps, restarts), (steps, 2 * restarts)):
+            progress = extend_pgd_effort(
                 model,
                 x,
                 y,
                 eps,
+                progress=progress,
                 step_size=step_size,
-                steps=new_steps,
-                restarts=new_restarts,
+                steps=k,
+                restarts=r,
                 seed=seed,
             )
-            runs.append((new_steps, new_restarts, fooled_at))
         result = _effort_summary(accuracy_at, steps, restarts)
         tried.append([steps, restarts, result["base"]])
         more_steps = result["base"] - result["double_steps"] >= tolerance

@@ -189,3 +189,21 @@ def test_pgd_effort_answers_for_every_smaller_setting(trained_cnn, small_mnist):
             trained_cnn, attacks.pgd(trained_cnn, x, y, steps=steps, restarts=restarts, **kw), y
         )
         assert attacks.effort_accuracy(fooled_at, steps, restarts) == pytest.approx(direct)
+
+
+def test_extend_pgd_effort_goes_on_where_it_stopped(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    kw = {"eps": 0.1, "step_size": 0.005, "seed": 1, "batch_size": 64}
+    fresh = attacks.extend_pgd_effort(trained_cnn, x, y, steps=30, restarts=3, **kw)
+    part = attacks.extend_pgd_effort(trained_cnn, x, y, steps=10, restarts=2, **kw)
+    assert part.fooled_at.shape == (2, 100) and list(part.steps) == [10, 10]
+    more = attacks.extend_pgd_effort(trained_cnn, x, y, progress=part, steps=30, restarts=3, **kw)
+    assert list(more.steps) == [30, 30, 30]
+    np.testing.assert_array_equal(more.fooled_at, fresh.fooled_at)
+    np.testing.assert_array_equal(more.x_last, fresh.x_last)
+    assert (more.fooled_at > 0).sum() > (part.fooled_at > 0).sum()  # the steps were taken
+    # Asking for less keeps what was done; other images are refused.
+    same = attacks.extend_pgd_effort(trained_cnn, x, y, progress=more, steps=20, restarts=1, **kw)
+    np.testing.assert_array_equal(same.fooled_at, more.fooled_at)
+    with pytest.raises(ValueError, match="progress was made on 100 images"):
+        attacks.extend_pgd_effort(trained_cnn, x[:50], y[:50], progress=more, **kw)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from conftest import tiny_smooth_model
 
+from helpers import attacks
 from helpers import robustness as rb
 from helpers.evaluation import accuracy
 
@@ -55,14 +56,31 @@ def test_attack_effort_never_reports_a_weaker_attack_for_more_effort(trained_cnn
         rb.attack_effort(trained_cnn, x, y, 0.1, steps=15)
 
 
-def test_converge_attack_attacks_harder_until_doubling_stops_helping(trained_cnn, small_mnist):
+def count_pgd_steps(model, monkeypatch) -> list[int]:
+    """From now on, count the image-steps PGD takes on ``model`` (a one-element list)."""
+    cache = attacks._compiled(model)
+    loop, count = cache["pgd_loop"], [0]
+
+    def counting(x0, *args):
+        count[0] += len(x0) * int(args[-2])  # images x steps of this compiled call
+        return loop(x0, *args)
+
+    monkeypatch.setitem(cache, "pgd_loop", counting)
+    return count
+
+
+def test_converge_attack_attacks_harder_until_doubling_stops_helping(
+    trained_cnn, small_mnist, monkeypatch
+):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
     kwargs = dict(steps=10, restarts=1, step_size=0.002, seed=0)
     # A tolerance no change can reach: the first setting is reported as is.
     lax = rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=1.0, **kwargs)
     assert (lax["steps"], lax["restarts"], len(lax["tried"])) == (10, 1, 1)
     # Tiny steps (travel 0.02 < eps) are far from converged: it must escalate.
+    pgd_steps = count_pgd_steps(trained_cnn, monkeypatch)
     strict = rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=1e-9, max_steps=40, **kwargs)
+    strict_cost = pgd_steps[0]
     assert strict["steps"] == 40 and len(strict["tried"]) >= 3
     accuracies = [a for _, _, a in strict["tried"]]
     assert accuracies == sorted(accuracies, reverse=True) and accuracies[-1] < accuracies[0]
@@ -80,6 +98,8 @@ def test_converge_attack_attacks_harder_until_doubling_stops_helping(trained_cnn
         seed=0,
     )
     assert {k: strict[k] for k in fresh} == fresh
+    # ... at less cost: no step taken twice, so no more PGD steps than that one measurement.
+    assert 0 < strict_cost <= pgd_steps[0] - strict_cost
     with pytest.raises(ValueError, match="tolerance"):
         rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=0.0)
 
