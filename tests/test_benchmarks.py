@@ -133,6 +133,20 @@ def test_table_reports_unavailable_peers_and_targets():
     assert target_met("slider_ms", 30.0) is None
 
 
+def test_table_marks_the_series_targets_and_names_another_machine():
+    results = {
+        "machine": {"cores": 2, "cpu": "AMD EPYC", "gpu": False},
+        "series_full_s": 1900.0,
+        "series_full_source": {"date": "d", "commit": "c", "machine": "Intel Xeon, 2 cores"},
+        "series_ci_s": 100.0,
+    }
+    table = render_table(results)
+    assert "31.7 min (1,900 s), from the last `make reproduce` (d, commit `c`, on Intel" in table
+    assert "≤ 30 min ✗" in table and "≤ 5 min ✓" in table
+    results["series_full_source"]["machine"] = "AMD EPYC, 2 cores"
+    assert ", on " not in render_table(results)
+
+
 def test_missing_reproduce_results_are_a_note_not_a_crash(tmp_path):
     assert "note" in series_full_from_results(tmp_path / "absent.json")
 
