@@ -14,12 +14,12 @@ TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
 
 help:
 	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
-	@echo "make reproduce  run notebooks 01-06 at full size, write results/ (about 37 minutes on 2 cores)"
+	@echo "make reproduce  run notebooks 01-06 at full size, write results/ (14-37 minutes on 2 cores)"
 	@echo "make lab        open JupyterLab on the notebooks"
 	@echo "make strip      remove outputs from the notebooks before committing"
 	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=ci: small runs)"
 	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student), write grades.csv"
-	@echo "make bench      measure speed on this machine, write benchmarks/results.json (about 12 minutes)"
+	@echo "make bench      measure speed on this machine, write benchmarks/results.json (4-12 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
