@@ -198,18 +198,14 @@ def render_table(results: dict[str, Any]) -> str:
         rows.append(("explorer ε slider", text, "–"))
     if "series_full_s" in r:
         src = r.get("series_full_source", {})
+        run_machine = src.get("machine", "")
+        elsewhere = run_machine and r.get("machine", {}).get("cpu", "?") not in run_machine
         rows.append(
             (
                 "notebook series, full size",
                 f"{_minutes(r['series_full_s'])}, from the last `make reproduce` "
                 f"({src.get('date', '?')}, commit `{src.get('commit', '?')}`"
-                + (
-                    f", on {src['machine']}"
-                    if src.get("machine")
-                    and r.get("machine", {}).get("cpu", "?") not in src["machine"]
-                    else ""
-                )
-                + ")",
+                f"{f', on {run_machine}' if elsewhere else ''})",
                 _mark("series_full_s", r["series_full_s"]),
             )
         )

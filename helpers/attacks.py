@@ -458,6 +458,8 @@ def extend_pgd_effort(
         raise ValueError(
             f"progress was made on {progress.fooled_at.shape[1]} images, not these {n}"
         )
+    if len(progress.steps) >= restarts and (progress.steps[:restarts] >= steps).all():
+        return progress  # nothing to run (converge_attack asks this often)
     total = max(restarts, len(progress.steps))
     fooled_at = np.zeros((total, n), dtype=np.int64)
     x_last = np.zeros((total, *x.shape), dtype=np.float32)
