@@ -8,16 +8,9 @@ import keras
 import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
-from helpers.attacks import (
-    BATCH_SIZE,
-    apply_signs,
-    fgsm_signs,
-    pgd,
-    predict_probabilities,
-    random_sign_noise,
-    validate_epsilon,
-)
+from helpers.attacks import apply_signs, fgsm_signs, pgd, validate_epsilon
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
+from helpers.model import predict_probabilities
 
 
 def eps_key(eps: float) -> str:
@@ -25,19 +18,17 @@ def eps_key(eps: float) -> str:
     return format(round(validate_epsilon(eps), 6), "g")
 
 
-def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """Predicted classes ``(n,)`` for images ``(n, 28, 28, 1)`` in [0, 1]."""
-    return predict_probabilities(model, x, batch_size).argmax(axis=1)
+    return predict_probabilities(model, x).argmax(axis=1)
 
 
-def accuracy(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = BATCH_SIZE
-) -> float:
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     """Fraction (0..1) of images classified as their label (``y`` integer or one-hot)."""
     labels = to_int_labels(y)
     if len(labels) != len(x):
         raise ValueError(f"got {len(x)} images but {len(labels)} labels")
-    return float((predict_labels(model, x, batch_size) == labels).mean())
+    return float((predict_labels(model, x) == labels).mean())
 
 
 def fgsm_accuracy_curve(
@@ -48,7 +39,6 @@ def fgsm_accuracy_curve(
     *,
     attack_labels: str = "true",
     loss_on: str = "logits",
-    batch_size: int = BATCH_SIZE,
 ) -> dict[str, float]:
     """Accuracy under FGSM for each budget, as ``{eps_key(eps): accuracy}``.
 
@@ -64,11 +54,9 @@ def fgsm_accuracy_curve(
     x = validate_images(x)
     labels = to_int_labels(y)
     attack_y = labels if attack_labels == "true" else None
-    signs = fgsm_signs(model, x, attack_y, loss_on=loss_on, batch_size=batch_size)
+    signs = fgsm_signs(model, x, attack_y, loss_on=loss_on)
     return {
-        eps_key(eps): float(
-            (predict_labels(model, apply_signs(x, signs, eps), batch_size) == labels).mean()
-        )
+        eps_key(eps): float((predict_labels(model, apply_signs(x, signs, eps)) == labels).mean())
         for eps in epsilons
     }
 
@@ -82,7 +70,7 @@ def pgd_accuracy_curve(
 ) -> dict[str, float]:
     """Accuracy under PGD (true labels) for each budget, ``{eps_key(eps): accuracy}``.
 
-    ``pgd_kwargs`` go to :func:`helpers.attacks.pgd` (``steps``, ``step_size``, ``restarts``...).
+    ``pgd_kwargs`` go to :func:`helpers.attacks.pgd` (``steps``, ``rel_step``, ``restarts``...).
     """
     labels = to_int_labels(y)
     curve = {}
@@ -104,7 +92,6 @@ def worst_case_accuracy(
     x: np.ndarray,
     y: np.ndarray,
     adversarial: Mapping[str, np.ndarray],
-    batch_size: int = BATCH_SIZE,
 ) -> dict[str, float]:
     """Accuracy per attack and the robust accuracy over all of them.
 
@@ -114,36 +101,13 @@ def worst_case_accuracy(
     case, as Carlini et al. 2019 recommend -- never the best attack's average alone).
     """
     labels = to_int_labels(y)
-    correct_everywhere = predict_labels(model, x, batch_size) == labels
+    correct_everywhere = predict_labels(model, x) == labels
     result = {}
     for name, x_adv in adversarial.items():
         if x_adv.shape != x.shape:
             raise ValueError(f"{name}: adversarial images {x_adv.shape} != clean {x.shape}")
-        correct = predict_labels(model, x_adv, batch_size) == labels
+        correct = predict_labels(model, x_adv) == labels
         result[name] = float(correct.mean())
         correct_everywhere &= correct
     result["worst_case"] = float(correct_everywhere.mean())
     return result
-
-
-def transfer_accuracy(
-    source: keras.Model,
-    target: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    eps: float,
-    **pgd_kwargs: object,
-) -> float:
-    """Black-box transfer: PGD examples crafted on ``source``, accuracy of ``target`` on them."""
-    labels = to_int_labels(y)
-    x_adv = pgd(source, x, labels, eps, **pgd_kwargs) if eps > 0 else x
-    return accuracy(target, x_adv, labels)
-
-
-def random_noise_accuracy(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, eps: float, seed: int = 0
-) -> float:
-    """Accuracy under random ±eps noise (:func:`helpers.attacks.random_sign_noise`): an L∞
-    perturbation as large as the attack's, without the gradient. A sanity baseline: it
-    must hurt less than any attack."""
-    return accuracy(model, random_sign_noise(x, eps, seed), y)

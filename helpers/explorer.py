@@ -26,8 +26,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from helpers.attacks import apply_signs, fgsm_signs, predict_probabilities
+from helpers.attacks import apply_signs, fgsm_signs
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
+from helpers.model import predict_probabilities
 
 #: attack name -> function(model, x, y) returning the eps-independent step direction
 DirectionFn = Callable[[keras.Model, np.ndarray, np.ndarray], np.ndarray]

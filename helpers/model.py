@@ -14,12 +14,18 @@ take its loss on the logits, because a saturated softmax (outputs that round to 
 
 from __future__ import annotations
 
-import keras
+import weakref
 
-from helpers.data import IMAGE_SHAPE, NUM_CLASSES
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import engine
+from helpers.data import IMAGE_SHAPE, NUM_CLASSES, validate_images
 
 LOGITS_LAYER = "logits"
 PROBABILITIES_LAYER = "probabilities"
+_LOGITS_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.WeakKeyDictionary()
 
 
 def build_cnn(
@@ -70,8 +76,11 @@ def build_cnn(
 def logits_model(model: keras.Model) -> keras.Model:
     """A model sharing ``model``'s weights that outputs the pre-softmax logits ``(n, 10)``.
 
-    Raises ``ValueError`` for a model without a layer named ``"logits"``.
+    Made once per model and kept. Raises ``ValueError`` for a model without a layer named
+    ``"logits"``.
     """
+    if model in _LOGITS_MODELS:
+        return _LOGITS_MODELS[model]
     try:
         logits = model.get_layer(LOGITS_LAYER).output
     except ValueError as err:
@@ -79,7 +88,23 @@ def logits_model(model: keras.Model) -> keras.Model:
             f"model {model.name!r} has no layer named {LOGITS_LAYER!r}; build it with "
             "helpers.model.build_cnn so attacks can take the loss on logits"
         ) from err
-    return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    net = keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+    _LOGITS_MODELS[model] = net
+    return net
+
+
+def _probabilities(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
+    return model(x, training=False)
+
+
+def predict_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(n, 10)`` for images ``(n, 28, 28, 1)`` in [0, 1].
+
+    A compiled forward pass in batches (faster than ``model.predict`` for repeated calls
+    on small inputs, and silent).
+    """
+    (probabilities,) = engine.in_batches(model, _probabilities, [validate_images(x)])
+    return probabilities
 
 
 def with_logit_scale(model: keras.Model, scale: float) -> keras.Model:

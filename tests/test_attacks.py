@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_smooth_model
 
-from helpers import attacks
+from helpers import attacks, engine
 from helpers.evaluation import accuracy, predict_labels
 from helpers.model import logits_model, with_logit_scale
 
@@ -41,7 +41,7 @@ def test_fgsm_sign_matches_finite_differences(random_images):
     x, y = random_images
     model = tiny_smooth_model()
     signs = attacks.fgsm_signs(model, x[:2], y[:2])
-    net = attacks._compiled(model)["logits_model"]
+    net = logits_model(model)
     onehot = tf.one_hot(y[:2], 10)
 
     def loss(images):
@@ -101,14 +101,14 @@ def test_loss_on_saturated_probabilities_gives_zero_gradients():
 
 def test_pgd_stays_in_budget_and_range(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:64], small_mnist.y_test[:64]
-    x_adv = attacks.pgd(trained_cnn, x, y, eps=0.1, steps=5, restarts=2, batch_size=20)
+    x_adv = attacks.pgd(trained_cnn, x, y, eps=0.1, steps=5, restarts=2)
     assert np.abs(x_adv - x).max() <= 0.1 + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
 
 
 def test_pgd_one_full_step_without_random_start_is_fgsm(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    via_pgd = attacks.pgd(trained_cnn, x, y, eps=0.2, steps=1, step_size=0.2, random_start=False)
+    via_pgd = attacks.pgd(trained_cnn, x, y, eps=0.2, steps=1, rel_step=1.0, random_start=False)
     np.testing.assert_allclose(via_pgd, attacks.fgsm(trained_cnn, x, y, eps=0.2), atol=1e-6)
 
 
@@ -118,49 +118,46 @@ def test_more_steps_and_restarts_never_help_the_model(trained_cnn, small_mnist, 
     labels = (y + 1) % 10 if targeted else y
 
     def acc(**kw):
-        x_adv = attacks.pgd(
-            trained_cnn, x, labels, eps=0.1, seed=3, batch_size=64, targeted=targeted, **kw
-        )
+        x_adv = attacks.pgd(trained_cnn, x, labels, eps=0.1, seed=3, targeted=targeted, **kw)
         hits = predict_labels(trained_cnn, x_adv) == labels
         return 1.0 - hits.mean() if targeted else hits.mean()  # targeted: share not hit
 
-    by_steps = [acc(steps=k, step_size=0.02) for k in (1, 2, 5, 10, 20)]
-    by_restarts = [acc(steps=3, step_size=0.02, restarts=r) for r in (1, 2, 4)]
+    by_steps = [acc(steps=k, rel_step=0.2) for k in (1, 2, 5, 10, 20)]
+    by_restarts = [acc(steps=3, rel_step=0.2, restarts=r) for r in (1, 2, 4)]
     assert by_steps == sorted(by_steps, reverse=True), by_steps
     assert by_restarts == sorted(by_restarts, reverse=True), by_restarts
     assert by_steps[-1] < by_steps[0]  # and the monotonicity is not vacuous
     if not targeted:
-        assert acc(steps=20, step_size=0.01) <= accuracy(trained_cnn, x, y) - 0.2
+        assert acc(steps=20, rel_step=0.1) <= accuracy(trained_cnn, x, y) - 0.2
 
 
-def test_pgd_does_not_depend_on_the_batch_size(trained_cnn, small_mnist):
+def test_pgd_does_not_depend_on_the_batch_size(trained_cnn, small_mnist, monkeypatch):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    kw = {"eps": 0.15, "steps": 5, "step_size": 0.05, "restarts": 2, "seed": 1}
-    np.testing.assert_allclose(
-        attacks.pgd(trained_cnn, x, y, batch_size=100, **kw),
-        attacks.pgd(trained_cnn, x, y, batch_size=7, **kw),
-        atol=1e-6,
-    )
+    kw = {"eps": 0.15, "steps": 5, "rel_step": 1 / 3, "restarts": 2, "seed": 1}
+    whole = attacks.pgd(trained_cnn, x, y, **kw)
+    monkeypatch.setattr(engine, "BATCH_SIZE", 7)
+    np.testing.assert_array_equal(attacks.pgd(trained_cnn, x, y, **kw), whole)
 
 
 def test_targeted_pgd_reaches_its_targets(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
     target = (y + 3) % 10
-    x_adv = attacks.pgd(trained_cnn, x, target, eps=0.3, steps=30, step_size=0.02, targeted=True)
+    x_adv = attacks.pgd(trained_cnn, x, target, eps=0.3, steps=30, rel_step=0.07, targeted=True)
     assert np.abs(x_adv - x).max() <= 0.3 + 1e-6 and 0.0 <= x_adv.min() and x_adv.max() <= 1.0
     assert (predict_labels(trained_cnn, x_adv) == target).mean() > 0.8
 
 
-def test_bim_is_pgd_without_random_start(trained_cnn, small_mnist):
-    x, y = small_mnist.x_test[:50], small_mnist.y_test[:50]
-    np.testing.assert_allclose(
-        attacks.bim(trained_cnn, x, y, eps=0.2, steps=4),
-        attacks.pgd(trained_cnn, x, y, eps=0.2, steps=4, step_size=0.05, random_start=False),
-    )
-
-
 @pytest.mark.parametrize(
-    "kwargs", [{"steps": 0}, {"restarts": 0}, {"step_size": 0.0}, {"batch_size": 0}]
+    "kwargs",
+    [
+        {"steps": 0},
+        {"restarts": 0},
+        {"rel_step": 0.0},
+        {"rel_step": -1.0},
+        {"rel_step": float("inf")},
+        {"steps": True},
+        {"eps": True},
+    ],
 )
 def test_pgd_rejects_bad_settings(kwargs, random_images):
     x, y = random_images
@@ -181,41 +178,66 @@ def test_margin_loss_direction_ignores_logit_scale(trained_cnn, small_mnist):
 
 def test_pgd_effort_answers_for_every_smaller_setting(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    kw = {"eps": 0.1, "step_size": 0.01, "seed": 2}
-    fooled_at = attacks.pgd_effort(trained_cnn, x, y, steps=20, restarts=3, **kw)
-    assert fooled_at.shape == (3, 100) and set(np.unique(fooled_at)) <= {0, 10, 20}
-    for steps, restarts in ((10, 1), (20, 1), (10, 3), (20, 2)):
+    kw = {"eps": 0.1, "rel_step": 0.1, "seed": 2}
+    effort = attacks.pgd_effort(trained_cnn, x, y, steps=20, restarts=3, **kw)
+    assert effort.fooled_at.shape == (3, 100) and effort.fooled_at.max() <= 20
+    assert list(effort.steps) == [20, 20, 20]
+    for steps, restarts in ((7, 1), (20, 1), (10, 3), (13, 2)):
         direct = accuracy(
             trained_cnn, attacks.pgd(trained_cnn, x, y, steps=steps, restarts=restarts, **kw), y
         )
-        assert attacks.effort_accuracy(fooled_at, steps, restarts) == pytest.approx(direct)
+        assert attacks.effort_accuracy(effort.fooled_at, steps, restarts) == pytest.approx(direct)
 
 
-def test_extend_pgd_effort_goes_on_where_it_stopped(trained_cnn, small_mnist):
+def test_pgd_effort_goes_on_where_it_stopped(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    kw = {"eps": 0.1, "step_size": 0.005, "seed": 1, "batch_size": 64}
-    fresh = attacks.extend_pgd_effort(trained_cnn, x, y, steps=30, restarts=3, **kw)
-    part = attacks.extend_pgd_effort(trained_cnn, x, y, steps=10, restarts=2, **kw)
-    assert part.fooled_at.shape == (2, 100) and list(part.steps) == [10, 10]
-    more = attacks.extend_pgd_effort(trained_cnn, x, y, progress=part, steps=30, restarts=3, **kw)
+    kw = {"eps": 0.1, "rel_step": 0.05, "seed": 1}
+    fresh = attacks.pgd_effort(trained_cnn, x, y, steps=30, restarts=3, **kw)
+    part = attacks.pgd_effort(trained_cnn, x, y, steps=7, restarts=2, **kw)
+    assert part.fooled_at.shape == (2, 100) and list(part.steps) == [7, 7]
+    more = attacks.pgd_effort(trained_cnn, x, y, earlier=part, steps=30, restarts=3, **kw)
     assert list(more.steps) == [30, 30, 30]
     np.testing.assert_array_equal(more.fooled_at, fresh.fooled_at)
     np.testing.assert_array_equal(more.x_last, fresh.x_last)
     assert (more.fooled_at > 0).sum() > (part.fooled_at > 0).sum()  # the steps were taken
     # Asking for less keeps what was done; other images are refused.
-    same = attacks.extend_pgd_effort(trained_cnn, x, y, progress=more, steps=20, restarts=1, **kw)
+    same = attacks.pgd_effort(trained_cnn, x, y, earlier=more, steps=20, restarts=1, **kw)
     np.testing.assert_array_equal(same.fooled_at, more.fooled_at)
-    with pytest.raises(ValueError, match="progress was made on 100 images"):
-        attacks.extend_pgd_effort(trained_cnn, x[:50], y[:50], progress=more, **kw)
+    with pytest.raises(ValueError, match="earlier was run on 100 images"):
+        attacks.pgd_effort(trained_cnn, x[:50], y[:50], earlier=more, **kw)
 
 
-def test_pgd_steps_run_as_straight_line_code(trained_cnn, small_mnist):
-    """A graph while-loop ran PGD's steps 1.6x slower here; the chunks are unrolled."""
-    x, y = small_mnist.x_test[:4], small_mnist.y_test[:4]
-    attacks.pgd(trained_cnn, x, y, eps=0.1, steps=12, step_size=0.01)  # chunks of 10 and 2
-    cache = attacks._compiled(trained_cnn)
-    for steps in (10, 2):
-        graph = cache[f"pgd_chunk_{steps}"].get_concrete_function().graph
-        types = {op.type for op in graph.get_operations()}
-        assert not types & {"While", "StatelessWhile"}
-        assert sum(t == "Sign" for t in (op.type for op in graph.get_operations())) == steps
+def readable_pgd(model, x, y, eps, steps, rel_step, restarts, seed):
+    """PGD as the textbook writes it: every restart, every step, every example, eagerly
+    (no compiling, no batches, nobody leaves early); each example keeps the first iterate
+    that fools the model, else its highest-loss final iterate over the restarts."""
+    y_onehot = tf.one_hot(y, 10)
+    best, best_loss = x.copy(), np.full(len(x), -np.inf, np.float32)
+    fooled = np.zeros(len(x), bool)
+    for restart in range(restarts):
+        x_adv = tf.constant(attacks.uniform_start(x, eps, seed, restart))
+        found = np.zeros(len(x), bool)
+        kept = np.zeros_like(x)
+        for step in range(steps + 1):
+            x_next, logits, loss = attacks.pgd_step(model, x, x_adv, y_onehot, eps, rel_step * eps)
+            if step > 0:
+                new = (logits.numpy().argmax(1) != y) & ~found & ~fooled
+                kept[new], found = x_adv.numpy()[new], found | new
+            x_adv = x_next if step < steps else x_adv
+        loss = loss.numpy()
+        last = ~found & ~fooled & (loss > best_loss)
+        best[found], best[last], best_loss[last] = kept[found], x_adv.numpy()[last], loss[last]
+        fooled |= found
+    return best
+
+
+def test_fast_pgd_equals_the_readable_form(trained_cnn, small_mnist, monkeypatch):
+    """The engine (compiled, in batches, fooled examples leaving early) changes no number."""
+    x, y = small_mnist.x_test[:60], small_mnist.y_test[:60]
+    monkeypatch.setattr(engine, "BATCH_SIZE", 16)
+    for eps, steps, restarts in ((0.1, 6, 2), (0.2, 3, 3)):
+        expected = readable_pgd(trained_cnn, x, y, eps, steps, 0.3, restarts, seed=5)
+        got = attacks.pgd(
+            trained_cnn, x, y, eps, steps=steps, rel_step=0.3, restarts=restarts, seed=5
+        )
+        np.testing.assert_allclose(got, expected, atol=1e-6)

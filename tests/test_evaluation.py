@@ -27,7 +27,7 @@ def test_fgsm_curve_matches_attacking_each_budget(trained_cnn, small_mnist):
 
 def test_pgd_curve_is_below_fgsm(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    pgd = evaluation.pgd_accuracy_curve(trained_cnn, x, y, [0.1], steps=10, step_size=0.02)
+    pgd = evaluation.pgd_accuracy_curve(trained_cnn, x, y, [0.1], steps=10, rel_step=0.2)
     fgsm = evaluation.fgsm_accuracy_curve(trained_cnn, x, y, [0.1])
     assert pgd["0.1"] <= fgsm["0.1"]
 
@@ -46,7 +46,7 @@ def test_worst_case_is_never_above_any_single_attack(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
     adversarial = {
         "fgsm": attacks.fgsm(trained_cnn, x, y, 0.1),
-        "pgd": attacks.pgd(trained_cnn, x, y, 0.1, steps=5, step_size=0.03),
+        "pgd": attacks.pgd(trained_cnn, x, y, 0.1, steps=5, rel_step=0.3),
     }
     result = evaluation.worst_case_accuracy(trained_cnn, x, y, adversarial)
     assert result["worst_case"] <= min(result["fgsm"], result["pgd"])
@@ -55,10 +55,10 @@ def test_worst_case_is_never_above_any_single_attack(trained_cnn, small_mnist):
         evaluation.worst_case_accuracy(trained_cnn, x, y, {"bad": x[:5]})
 
 
-def test_noise_and_transfer_baselines(trained_cnn, small_mnist):
+def test_noise_is_far_weaker_than_pgd(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
-    white_box = evaluation.accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, 0.2, steps=10), y)
-    noise = evaluation.random_noise_accuracy(trained_cnn, x, y, 0.2)
+    white_box = evaluation.accuracy(
+        trained_cnn, attacks.pgd(trained_cnn, x, y, 0.2, steps=10, rel_step=0.25), y
+    )
+    noise = evaluation.accuracy(trained_cnn, attacks.random_sign_noise(x, 0.2), y)
     assert noise > white_box + 0.3
-    self_transfer = evaluation.transfer_accuracy(trained_cnn, trained_cnn, x, y, 0.2, steps=10)
-    assert self_transfer == pytest.approx(white_box)

@@ -1,0 +1,77 @@
+"""The speed layer beneath the attacks: compile a function once per model, run it in batches.
+
+The attacks in :mod:`helpers.attacks` are written as the algorithm, on tensors. This module
+makes them fast without changing what they compute, so a reader can skip it:
+
+- :func:`compiled` traces ``fn(model, ...)`` once per model with ``tf.function``, with a
+  free batch dimension, so every batch size reuses one graph;
+- :func:`in_batches` runs it over NumPy arrays, :data:`BATCH_SIZE` images at a time, and
+  joins the results.
+
+An example's result does not depend on which other examples share its batch, so neither the
+batch size nor dropping finished examples changes any number (``tests/test_engine.py``
+checks both against ``fn`` called eagerly on the whole array).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+#: Images per compiled call of every attack and prediction (smaller batches keep their
+#: activations in the CPU's cache; ``benchmarks/README.md`` has the measurements).
+BATCH_SIZE = 256
+
+_CACHE: weakref.WeakKeyDictionary[keras.Model, dict[Any, Callable]] = weakref.WeakKeyDictionary()
+
+
+def compiled(
+    model: keras.Model, fn: Callable, arrays: Sequence[np.ndarray], n_scalars: int, **options: Any
+) -> Callable:
+    """``fn(model, *arrays, *scalars, **options)`` as a ``tf.function``, traced once per model.
+
+    ``arrays`` (batched along axis 0) fix the input signature with a free batch size;
+    ``n_scalars`` float32 scalars follow them as tensors, so changing their values (a new
+    ε, say) reuses the graph; ``options`` (strings, booleans) are fixed at tracing time.
+    """
+    specs = tuple(
+        tf.TensorSpec([None, *a.shape[1:]], tf.as_dtype(a.dtype), name=f"a{i}")
+        for i, a in enumerate(arrays)
+    ) + tuple(tf.TensorSpec([], tf.float32, name=f"s{i}") for i in range(n_scalars))
+    key = (fn, specs, tuple(sorted(options.items())))
+    cache = _CACHE.setdefault(model, {})
+    if key not in cache:
+
+        @tf.function(input_signature=list(specs))
+        def run(*args: tf.Tensor) -> Any:
+            return fn(model, *args, **options)
+
+        cache[key] = run
+    return cache[key]
+
+
+def in_batches(
+    model: keras.Model,
+    fn: Callable,
+    arrays: Sequence[np.ndarray],
+    scalars: Sequence[float] = (),
+    **options: Any,
+) -> tuple[np.ndarray, ...]:
+    """Run ``fn`` (see :func:`compiled`) over ``arrays`` in batches of :data:`BATCH_SIZE`.
+
+    Returns ``fn``'s outputs as NumPy arrays, batches joined along axis 0 (a tuple even when
+    ``fn`` returns a single tensor).
+    """
+    run = compiled(model, fn, arrays, len(scalars), **options)
+    values = [np.float32(s) for s in scalars]
+    n, size = len(arrays[0]), BATCH_SIZE
+    parts = []
+    for start in range(0, max(n, 1), size):
+        out = run(*(a[start : start + size] for a in arrays), *values)
+        parts.append([t.numpy() for t in (out if isinstance(out, tuple | list) else (out,))])
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_smooth_model
+
+from helpers import attacks, engine
+from helpers.data import one_hot
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 256])
+def test_in_batches_equals_the_function_on_the_whole_array(random_images, batch_size, monkeypatch):
+    x, y = random_images
+    model = tiny_smooth_model()
+    y_onehot = one_hot(y)
+    eager = attacks.pgd_step(model, tf.constant(x), tf.constant(x), y_onehot, 0.1, 0.05)
+    monkeypatch.setattr(engine, "BATCH_SIZE", batch_size)
+    batched = engine.in_batches(model, attacks.pgd_step, [x, x, y_onehot], [0.1, 0.05, 1.0])
+    assert len(batched) == 3
+    for got, want in zip(batched, eager, strict=True):
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
+
+
+def test_one_graph_per_model_function_and_options(random_images):
+    x, y = random_images
+    model = tiny_smooth_model()
+    y_onehot = one_hot(y)
+    first = engine.compiled(model, attacks.loss_gradient, [x, y_onehot], 0, loss_on="logits")
+    again = engine.compiled(
+        model, attacks.loss_gradient, [x[:3], y_onehot[:3]], 0, loss_on="logits"
+    )
+    other = engine.compiled(model, attacks.loss_gradient, [x, y_onehot], 0, loss_on="margin")
+    assert first is again and first is not other
+    assert (
+        engine.compiled(tiny_smooth_model(1), attacks.loss_gradient, [x, y_onehot], 0) is not first
+    )
+
+
+def test_empty_input_gives_empty_output(random_images):
+    x, _ = random_images
+    (probabilities,) = engine.in_batches(
+        tiny_smooth_model(), lambda model, images: model(images), [x[:0]]
+    )
+    assert probabilities.shape == (0, 10)
