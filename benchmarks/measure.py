@@ -21,9 +21,11 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # op determinism on/off
 
-from helpers.attacks import BATCH_SIZE, fgsm, pgd, predict_probabilities
+from helpers import engine
+from helpers.attacks import fgsm, pgd
 from helpers.data import NUM_CLASSES, one_hot
-from helpers.model import build_cnn, logits_model
+from helpers.engine import BATCH_SIZE
+from helpers.model import build_cnn, logits_model, predict_probabilities
 from helpers.training import train_model
 
 
@@ -62,22 +64,24 @@ def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> fl
 # -- training ---------------------------------------------------------------------------
 
 
-#: The recipe settings that shape one training step's cost (monitors, epochs and early
-#: stopping are left out: they are not part of an epoch's training time).
-_STEP_SETTINGS = ("defense", "eps", "adv_fraction", "pgd_steps", "pgd_step_size", "lr_schedule")
-
-
 def defense_settings(defenses: Sequence[str]) -> tuple[dict[str, dict[str, Any]], str]:
-    """How the course trains each defense: ``({defense: {"build", "train"}}, source)``,
-    from ``helpers.training.RECIPES`` (the recipes of notebooks 02 and 04)."""
-    from helpers.training import RECIPES
+    """How the course trains each defense: ``({defense: {"build", "train"}}, source)``, from
+    the course's registry of models (the recipes of notebooks 02 and 04). ``train`` holds
+    what shapes one training step's cost (the defense and the schedule; monitors, epochs
+    and early stopping are left out: they are not part of an epoch's training time)."""
+    from helpers.registry import COURSE_MODELS, MODELS
+    from helpers.training import NO_DEFENSE
 
     settings = {}
     for defense in defenses:
-        recipe = next(r for r in RECIPES.values() if r["defense"] == defense)
-        train = {k: recipe[k] for k in _STEP_SETTINGS if k in recipe and k != "defense"}
-        settings[defense] = {"build": dict(recipe["build"]), "train": train}
-    return settings, "helpers.training.RECIPES"
+        recipe = next(
+            MODELS[n]
+            for n in COURSE_MODELS
+            if MODELS[n].train.get("defense", NO_DEFENSE).kind == defense
+        )
+        train = {k: v for k, v in recipe.train.items() if k in ("defense", "lr_schedule")}
+        settings[defense] = {"build": dict(recipe.build), "train": train}
+    return settings, "helpers.registry.MODELS"
 
 
 def training_epochs(
@@ -111,7 +115,6 @@ def training_epochs(
             y,
             epochs=1 + timed_epochs,
             batch_size=batch_size,
-            defense=defense,
             seed=seed,
             progress=False,
             **settings[defense].get("train", {}),
@@ -121,6 +124,17 @@ def training_epochs(
 
 
 # -- attacks ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def engine_batch_size(batch_size: int) -> Iterator[None]:
+    """Run the course's attacks in batches of ``batch_size`` for the block."""
+    before = engine.BATCH_SIZE
+    engine.BATCH_SIZE = batch_size
+    try:
+        yield
+    finally:
+        engine.BATCH_SIZE = before
 
 
 @contextlib.contextmanager
@@ -189,15 +203,16 @@ def fgsm_cost(
     floor = forward_backward_fn(model)
     floor_xla = forward_backward_fn(model, jit_compile=True)
     y_onehot = one_hot(y)
-    times = interleaved(
-        {
-            "fwd_bwd": lambda: floor(x, y_onehot, batch_size),
-            "fwd_bwd_xla": lambda: floor_xla(x, y_onehot, batch_size),
-            "fgsm": lambda: fgsm(model, x, y, eps, batch_size=batch_size),
-            "forward": lambda: predict_probabilities(model, x, batch_size),
-        },
-        reps,
-    )
+    with engine_batch_size(batch_size):
+        times = interleaved(
+            {
+                "fwd_bwd": lambda: floor(x, y_onehot, batch_size),
+                "fwd_bwd_xla": lambda: floor_xla(x, y_onehot, batch_size),
+                "fgsm": lambda: fgsm(model, x, y, eps),
+                "forward": lambda: predict_probabilities(model, x),
+            },
+            reps,
+        )
     fgsm_s = statistics.median(times["fgsm"])
     return {
         "images": len(x),
@@ -232,18 +247,15 @@ def pgd_cost(
     stops working on an image once it is fooled). ``pgd_as_evaluated_s``: PGD at ``eps`` as
     notebook 05 runs it (random start, one restart), where fooled images drop out early.
     """
-    times = interleaved(
-        {
-            "pgd_all_steps": lambda: pgd(
-                model, x, y, step_size, step_size=step_size, steps=steps, batch_size=batch_size
-            ),
-            "pgd": lambda: pgd(
-                model, x, y, eps, step_size=step_size, steps=steps, batch_size=batch_size
-            ),
-            "fgsm": lambda: fgsm(model, x, y, eps, batch_size=batch_size),
-        },
-        reps,
-    )
+    with engine_batch_size(batch_size):
+        times = interleaved(
+            {
+                "pgd_all_steps": lambda: pgd(model, x, y, step_size, steps=steps, rel_step=1.0),
+                "pgd": lambda: pgd(model, x, y, eps, steps=steps, rel_step=step_size / eps),
+                "fgsm": lambda: fgsm(model, x, y, eps),
+            },
+            reps,
+        )
     per_step = [t / steps for t in times["pgd_all_steps"]]
     return {
         "images": len(x),

@@ -25,10 +25,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from benchmarks.measure import interleaved, median_ratio
-from helpers.attacks import BATCH_SIZE, fgsm, pgd, predict_probabilities
+from benchmarks.measure import engine_batch_size, interleaved, median_ratio
+from helpers.attacks import fgsm, pgd
 from helpers.data import NUM_CLASSES, one_hot
-from helpers.model import logits_model
+from helpers.engine import BATCH_SIZE
+from helpers.model import logits_model, predict_probabilities
 
 #: Peers in the order they are reported; the pip names are in requirements-bench.txt.
 PEERS: dict[str, str] = {"art": "ART", "cleverhans": "CleverHans"}
@@ -49,21 +50,15 @@ class Implementation:
 
 
 def ours(model: keras.Model, eps: float, steps: int, step_size: float, batch_size: int):
-    return Implementation(
-        "ours",
-        "helpers",
-        lambda x, y: fgsm(model, x, y, eps, batch_size=batch_size),
-        lambda x, y: pgd(
-            model,
-            x,
-            y,
-            eps,
-            step_size=step_size,
-            steps=steps,
-            random_start=False,
-            batch_size=batch_size,
-        ),
-    )
+    def our_fgsm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        with engine_batch_size(batch_size):
+            return fgsm(model, x, y, eps)
+
+    def our_pgd(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        with engine_batch_size(batch_size):
+            return pgd(model, x, y, eps, steps=steps, rel_step=step_size / eps, random_start=False)
+
+    return Implementation("ours", "helpers", our_fgsm, our_pgd)
 
 
 def art(model: keras.Model, eps: float, steps: int, step_size: float, batch_size: int):

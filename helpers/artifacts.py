@@ -19,16 +19,7 @@ from typing import Any
 import keras
 
 from helpers.paths import artifacts_dir
-
-# Which notebook produces each model, for error messages.
-PRODUCED_BY = {
-    "standard": "notebooks/02_training_a_cnn.ipynb",
-    "fgsm_at": "notebooks/04_adversarial_training.ipynb",
-    "fgsm_rs_at": "notebooks/04_adversarial_training.ipynb",
-    "pgd_at": "notebooks/04_adversarial_training.ipynb",
-    "surrogate": "notebooks/06_robustness_evaluation.ipynb",
-    "fgsm_leaky": "notebooks/06_robustness_evaluation.ipynb",
-}
+from helpers.registry import MODELS
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -37,6 +28,11 @@ def _checked_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"artifact names use letters, digits, '_', '-' and '.', got {name!r}")
     return name
+
+
+def _producer(name: str) -> str:
+    """The notebook that makes model ``name`` (for messages)."""
+    return MODELS[name].notebook if name in MODELS else "the notebook that trains it"
 
 
 def model_path(name: str) -> Path:
@@ -65,7 +61,7 @@ def save_model(model: keras.Model, name: str) -> Path:
 def load_model(name: str) -> keras.Model:
     """Load model ``name``, with a clear error when it is missing or corrupt."""
     path = model_path(name)
-    producer = PRODUCED_BY.get(name, "the notebook that trains it")
+    producer = _producer(name)
     if not path.exists():
         raise FileNotFoundError(
             f"no trained model {name!r} at {path}. Run {producer} first "
@@ -98,7 +94,7 @@ def load_or_train(
     else:
         print(
             f"Note: no saved model {name!r} in {path.parent}; training one now. "
-            f"For the full-size model run {PRODUCED_BY.get(name, 'its notebook')} first."
+            f"For the full-size model run {_producer(name)} first."
         )
     model = train()
     save_model(model, name)

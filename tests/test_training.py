@@ -5,7 +5,7 @@ from conftest import tiny_smooth_model
 from helpers import attacks
 from helpers.evaluation import accuracy
 from helpers.model import build_cnn
-from helpers.training import learning_rate_at, set_seed, train_model
+from helpers.training import Defense, Monitor, learning_rate_at, set_seed, train_model
 
 
 def test_history_has_one_entry_per_epoch(small_mnist):
@@ -18,7 +18,7 @@ def test_history_has_one_entry_per_epoch(small_mnist):
         epochs=2,
         progress=False,
         validation_data=(d.x_val, d.y_val),
-        monitor_eps=0.1,
+        monitor=Monitor(eps=0.1),
     )
     assert set(history) == {
         "loss",
@@ -42,7 +42,7 @@ def test_same_seed_same_model(small_mnist):
             d.x_train[:300],
             d.y_train[:300],
             epochs=1,
-            defense="fgsm",
+            defense=Defense("fgsm"),
             progress=False,
             seed=7,
         )
@@ -61,14 +61,10 @@ def test_adversarial_training_reports_both_halves(defense, random_images):
         np.repeat(y, 4),
         epochs=1,
         batch_size=16,
-        defense=defense,
-        eps=0.1,
-        adv_fraction=0.5,
-        pgd_steps=2,
+        defense=Defense(defense, eps=0.1, steps=2, adv_fraction=0.5),
         progress=False,
         validation_data=(x, y),
-        monitor_eps=0.1,
-        monitor_pgd_steps=2,
+        monitor=Monitor(eps=0.1, pgd_steps=2),
     )
     for key in ("accuracy", "adv_accuracy", "val_fgsm_accuracy", "val_pgd_accuracy"):
         assert 0.0 <= history[key][0] <= 1.0
@@ -85,9 +81,7 @@ def test_all_adversarial_training_reports_no_clean_accuracy(random_images):
         y,
         epochs=1,
         batch_size=16,
-        defense="fgsm_rs",
-        eps=0.1,
-        adv_fraction=1.0,
+        defense=Defense("fgsm_rs", eps=0.1, adv_fraction=1.0),
         progress=False,
     )
     assert "accuracy" not in history and 0.0 <= history["adv_accuracy"][0] <= 1.0
@@ -98,7 +92,13 @@ def test_fgsm_training_makes_the_model_resist_fgsm(small_mnist, trained_cnn):
     set_seed(0)
     defended = build_cnn()
     train_model(
-        defended, d.x_train, d.y_train, epochs=4, batch_size=32, defense="fgsm", progress=False
+        defended,
+        d.x_train,
+        d.y_train,
+        epochs=4,
+        batch_size=32,
+        defense=Defense("fgsm"),
+        progress=False,
     )
 
     def fgsm_accuracy(model):
@@ -113,10 +113,14 @@ def test_fgsm_training_makes_the_model_resist_fgsm(small_mnist, trained_cnn):
     [
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 0}, "batch_size"),
-        ({"defense": "magic"}, "defense"),
-        ({"eps": 2.0}, r"\[0, 1\]"),
-        ({"defense": "fgsm", "adv_fraction": 0.0}, "adv_fraction"),
-        ({"monitor_eps": 0.1}, "validation_data"),
+        ({"defense": Defense("magic")}, "defense"),
+        ({"defense": Defense("fgsm", eps=2.0)}, r"\[0, 1\]"),
+        ({"defense": Defense("fgsm", eps=True)}, "boolean"),
+        ({"defense": Defense("fgsm", adv_fraction=0.0)}, "adv_fraction"),
+        ({"defense": Defense("pgd", steps=2, rel_step=-1.0)}, "rel_step"),
+        ({"defense": Defense("pgd", steps=0)}, "steps"),
+        ({"monitor": Monitor(eps=0.1)}, "validation_data"),
+        ({"monitor": Monitor(pgd_steps=3)}, "budget"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, message, random_images):
@@ -165,12 +169,16 @@ def test_restore_best_keeps_the_best_epoch(small_mnist):
         epochs=3,
         progress=False,
         validation_data=(d.x_val, d.y_val),
-        restore_best="val_accuracy",
+        monitor=Monitor(restore_best="val_accuracy"),
     )
     best = int(history["best_epoch"][0])
     assert history["val_accuracy"][best - 1] == max(history["val_accuracy"])
     assert accuracy(model, d.x_val, d.y_val) == pytest.approx(max(history["val_accuracy"]))
     with pytest.raises(ValueError, match="restore_best"):
         train_model(
-            model, d.x_train[:10], d.y_train[:10], epochs=1, restore_best="val_pgd_accuracy"
+            model,
+            d.x_train[:10],
+            d.y_train[:10],
+            epochs=1,
+            monitor=Monitor(restore_best="val_pgd_accuracy"),
         )

@@ -1,0 +1,204 @@
+"""The course's models in one table: name, label, the notebook that makes it, and its recipe.
+
+Notebooks, ``make reproduce``, the README tables and the classroom all read :data:`MODELS`,
+so a model's label or settings are written once. A recipe is how the model is built
+(:func:`helpers.model.build_cnn`) and trained (:func:`helpers.training.train_model`):
+:func:`helpers.training.train_recipe` runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import keras
+
+from helpers.attacks import EPS
+from helpers.data import load_mnist, prepare_mnist, preprocess_images
+from helpers.evaluation import eps_key, fgsm_accuracy_curve
+from helpers.model import build_cnn
+from helpers.training import Defense, Monitor, set_seed, train_model
+
+
+class ModelSpec(NamedTuple):
+    """One model of the course."""
+
+    label: str  # how tables and figures name it
+    notebook: str  # the notebook that trains and saves it
+    build: dict[str, Any]  # arguments of helpers.model.build_cnn
+    train: dict[str, Any]  # arguments of helpers.training.train_model
+
+
+_NB02 = "notebooks/02_training_a_cnn.ipynb"
+_NB04 = "notebooks/04_adversarial_training.ipynb"
+_NB06 = "notebooks/06_robustness_evaluation.ipynb"
+
+_STANDARD_BUILD = {"width": 1, "dropout": True, "learning_rate": 1e-3}
+_ROBUST_BUILD = {"width": 1, "dropout": False, "learning_rate": 2e-3}
+# Single-step training is watched with PGD-10 after every epoch: the early warning for
+# catastrophic overfitting, and the score by which the best epoch is kept.
+_WATCH_PGD = Monitor(eps=EPS, pgd_steps=10)
+_KEEP_BEST = Monitor(eps=EPS, pgd_steps=10, restore_best="val_pgd_accuracy")
+
+#: Every model the notebooks make, in the order the course presents them.
+MODELS: dict[str, ModelSpec] = {
+    "standard": ModelSpec(
+        "standard CNN",
+        _NB02,
+        _STANDARD_BUILD,
+        {"epochs": 6, "lr_schedule": "cosine", "monitor": Monitor(eps=EPS)},
+    ),
+    "fgsm_at": ModelSpec(
+        "FGSM-trained CNN",
+        _NB04,
+        _STANDARD_BUILD,
+        {
+            "epochs": 5,
+            "lr_schedule": "cosine",
+            "defense": Defense("fgsm", eps=EPS, adv_fraction=0.5),
+            "monitor": _WATCH_PGD,
+        },
+    ),
+    "fgsm_rs_at": ModelSpec(
+        "FGSM-RS-trained CNN",
+        _NB04,
+        _ROBUST_BUILD,
+        {
+            "epochs": 6,
+            "lr_schedule": "one_cycle",
+            # A single step needs a larger training budget than the 0.25 it is tested at.
+            "defense": Defense("fgsm_rs", eps=0.3, adv_fraction=1.0),
+            "monitor": _KEEP_BEST,
+        },
+    ),
+    "pgd_at": ModelSpec(
+        "PGD-trained CNN",
+        _NB04,
+        _ROBUST_BUILD,
+        {
+            "epochs": 8,
+            "lr_schedule": "one_cycle",
+            "defense": Defense("pgd", eps=EPS, steps=3, adv_fraction=1.0),
+            "monitor": _KEEP_BEST,
+        },
+    ),
+    # Notebook 06's own models: the attacker's surrogate for the transfer attack (the
+    # standard recipe, another seed) and a model trained to show label leaking.
+    "surrogate": ModelSpec(
+        "surrogate CNN (the attacker's own)",
+        _NB06,
+        _STANDARD_BUILD,
+        {"epochs": 6, "lr_schedule": "cosine", "monitor": Monitor()},
+    ),
+    "fgsm_leaky": ModelSpec(
+        "FGSM-trained at ε=0.5, all adversarial",
+        _NB06,
+        _STANDARD_BUILD,
+        {
+            "epochs": 5,
+            "lr_schedule": "cosine",
+            "defense": Defense("fgsm", eps=0.5, adv_fraction=1.0),
+            "monitor": Monitor(),
+        },
+    ),
+}
+
+#: The four models every table and figure compares.
+COURSE_MODELS: tuple[str, ...] = ("standard", "fgsm_at", "fgsm_rs_at", "pgd_at")
+#: Their labels, for tables and legends.
+MODEL_LABELS: dict[str, str] = {name: MODELS[name].label for name in COURSE_MODELS}
+
+
+def spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of model ``name``, with a clear error for an unknown name."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; the course's models are {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def describe(name: str) -> str:
+    """One line a notebook prints before training: the model's recipe in words."""
+    s = spec(name)
+    train = s.train
+    defense = train.get("defense", Defense())
+    attack = "clean images only" if defense.kind == "none" else defense.describe()
+    return (
+        f"{s.label}: {train['epochs']} epochs, {train['lr_schedule']} learning rate from "
+        f"{s.build['learning_rate']:g}, {'with' if s.build['dropout'] else 'without'} "
+        f"dropout; {attack}"
+    )
+
+
+def train_recipe(
+    name: str,
+    *,
+    n_train: int | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **changes: Any,
+) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
+    """Seed, load MNIST, build and train model ``name`` by its recipe (:data:`MODELS`).
+
+    Args:
+        name: a key of :data:`MODELS`.
+        n_train: training images (``None``: all 60,000, 10% of them held out for validation).
+        epochs: ``None`` keeps the recipe's; later notebooks pass a small number to rebuild
+            a missing model quickly.
+        changes: replace settings of the recipe's training (e.g. ``defense=Defense("fgsm",
+            adv_fraction=1.0)`` for an experiment); the record says what ran.
+
+    Returns:
+        ``(model, history, settings)``: the trained model, its per-epoch history (see
+        :func:`helpers.training.train_model`) and what was run, as JSON-ready values:
+        ``build``, ``epochs``, ``lr_schedule``, ``defense`` and ``monitor`` (dicts), plus
+        ``train_seconds`` (wall time of training, including the per-epoch validation
+        attacks), ``n_train`` and ``seed``.
+    """
+    recipe = spec(name)
+    unknown = set(changes) - {"defense", "monitor", "lr_schedule", "batch_size"}
+    if unknown:
+        raise ValueError(
+            f"train_recipe cannot change {sorted(unknown)}; it can change the "
+            "defense, monitor, lr_schedule and batch_size"
+        )
+    train = {**recipe.train, **changes, **({} if epochs is None else {"epochs": epochs})}
+    set_seed(seed)
+    data = prepare_mnist(n_train=n_train, seed=seed)
+    model = build_cnn(name=name, **recipe.build)
+    start = time.perf_counter()
+    history = train_model(
+        model,
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        seed=seed,
+        progress=progress,
+        **train,
+    )
+    settings = {
+        "build": dict(recipe.build),
+        **{k: v._asdict() if hasattr(v, "_asdict") else v for k, v in train.items()},
+        "train_seconds": time.perf_counter() - start,
+        "n_train": len(data.x_train),
+        "seed": seed,
+    }
+    return model, history, settings
+
+
+def summarize_training(
+    model: keras.Model, history: dict[str, list[float]], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """What notebooks save about a trained model: clean and FGSM (at :data:`EPS`) accuracy
+    on all 10,000 test images, plus ``settings`` and ``history`` from :func:`train_recipe`.
+    Accuracies are fractions in [0, 1]."""
+    mnist = load_mnist()
+    x_test = preprocess_images(mnist.x_test)
+    curve = fgsm_accuracy_curve(model, x_test, mnist.y_test, [0.0, EPS])
+    return {
+        **settings,
+        "clean": curve["0"],
+        "fgsm": {eps_key(EPS): curve[eps_key(EPS)]},
+        "n_test": len(x_test),
+        "history": history,
+    }

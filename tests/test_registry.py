@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from helpers import registry
+from helpers.paths import PROJECT_ROOT
+from helpers.training import Defense
+
+
+def test_every_model_names_a_notebook_that_saves_it():
+    for name, spec in registry.MODELS.items():
+        path = PROJECT_ROOT / spec.notebook
+        assert path.exists(), f"{name}: {spec.notebook} does not exist"
+        cells = json.loads(path.read_text())["cells"]
+        text = "".join("".join(c["source"]) for c in cells)
+        assert f'"{name}"' in text, f"{spec.notebook} never names the model {name!r}"
+
+
+def test_labels_and_course_order_come_from_one_table():
+    assert list(registry.MODEL_LABELS) == list(registry.COURSE_MODELS)
+    assert registry.MODEL_LABELS["pgd_at"] == registry.MODELS["pgd_at"].label
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        registry.spec("nope")
+
+
+def test_describe_states_the_recipe():
+    assert "PGD-3 examples at ε=0.25" in registry.describe("pgd_at")
+    assert "clean images only" in registry.describe("standard")
+
+
+def test_train_recipe_records_what_ran(small_mnist):
+    model, history, settings = registry.train_recipe(
+        "fgsm_at",
+        n_train=200,
+        epochs=1,
+        progress=False,
+        defense=Defense("fgsm", eps=0.1, adv_fraction=1.0),
+    )
+    assert settings["defense"] == {
+        "kind": "fgsm",
+        "eps": 0.1,
+        "steps": 1,
+        "rel_step": None,
+        "adv_fraction": 1.0,
+    }
+    assert settings["epochs"] == 1 and settings["n_train"] == 180 and settings["seed"] == 0
+    assert len(history["loss"]) == 1 and "adv_accuracy" in history
+    json.dumps(settings)  # the record is JSON-ready
+    with pytest.raises(ValueError, match="cannot change"):
+        registry.train_recipe("standard", n_train=200, epochs=1, width=2)
