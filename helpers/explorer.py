@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from helpers.attacks import apply_signs, fgsm_signs
+from helpers.attacks import EPS, apply_signs, fgsm_signs
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
 from helpers.model import predict_probabilities
 
@@ -125,55 +125,9 @@ class Explorer:
             hspace=0.45,
         )
         artists: dict = {"names": names, "dynamic": []}
-        digits = np.arange(NUM_CLASSES)
-        curve_eps = np.round(np.arange(0, EPS_MAX + 1e-9, EPS_STEP), 4)  # every slider stop
         for row, name in enumerate(names):
             axes = [fig.add_subplot(grid[row, c]) for c in (0, 1, 2, 4, 5)]
-            blank = np.zeros((28, 28))
-            a = {
-                "original": axes[0].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
-                "delta": axes[1].imshow(
-                    blank, cmap="RdBu_r", vmin=-EPS_MAX, vmax=EPS_MAX, animated=True
-                ),
-                "adversarial": axes[2].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
-                "titles": [
-                    ax.text(
-                        0.5,
-                        1.04,
-                        "",
-                        transform=ax.transAxes,
-                        ha="center",
-                        fontsize=10,
-                        animated=True,
-                    )
-                    for ax in axes[:3]
-                ],
-            }
-            for ax in axes[:3]:
-                ax.set_xticks([])
-                ax.set_yticks([])
-            axes[0].set_ylabel(name, fontsize=10)
-            width = 0.4
-            a["bars_clean"] = axes[3].bar(
-                digits - width / 2, np.zeros(10), width, label="clean", animated=True
-            )
-            a["bars_adv"] = axes[3].bar(
-                digits + width / 2, np.zeros(10), width, label="adversarial", animated=True
-            )
-            axes[3].set(ylim=(0, 1.05), xticks=digits, yticks=[0, 0.5, 1])
-            for ax in axes[3:]:
-                ax.tick_params(labelsize=9)
-            axes[3].set_title("class probabilities", fontsize=10)
-            axes[3].legend(
-                fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2, frameon=False
-            )
-            (a["curve"],) = axes[4].plot(curve_eps, np.full(len(curve_eps), np.nan), animated=True)
-            a["marker"] = axes[4].axvline(0, color="crimson", lw=1.5, animated=True)
-            (a["point"],) = axes[4].plot([0], [0], "o", color="crimson", animated=True)
-            axes[4].set(xlim=(0, EPS_MAX), ylim=(0, 1.02), yticks=[0, 0.5, 1])
-            axes[4].set_xlabel("ε", labelpad=1)
-            axes[4].set_title(f"accuracy on {self.n_accuracy} images", fontsize=10)
-            a["curve_eps"] = curve_eps
+            a = {**_draw_digits(axes[:3], name), **_draw_charts(axes[3:], self.n_accuracy)}
             artists[name] = a
             artists["dynamic"] += [
                 a["original"],
@@ -260,7 +214,7 @@ def make_explorer(
     *,
     side_by_side: bool = False,
     n_accuracy: int = 500,
-    eps: float = 0.25,
+    eps: float = EPS,
     index: int = 0,
 ) -> Explorer:
     """Build the explorer for ``models`` (name -> model) on images ``x`` with labels ``y``.
@@ -281,24 +235,9 @@ def make_explorer(
     if len(y) != len(x):
         raise ValueError(f"got {len(x)} images but {len(y)} labels")
     names = list(models)
-    style = {"description_width": "90px"}
-    layout = widgets.Layout(width="480px")
-    eps_slider = widgets.FloatSlider(
-        value=eps,
-        min=0.0,
-        max=EPS_MAX,
-        step=EPS_STEP,
-        description="ε (budget)",
-        readout_format=".2f",
-        continuous_update=True,
-        style=style,
-        layout=layout,
+    eps_slider, index_slider, model_picker, attack_picker = _make_controls(
+        len(x), names, eps, index
     )
-    index_slider = widgets.IntSlider(
-        value=index, min=0, max=len(x) - 1, description="test image", style=style, layout=layout
-    )
-    model_picker = widgets.ToggleButtons(options=names, description="model", style=style)
-    attack_picker = widgets.Dropdown(options=list(ATTACKS), description="attack", style=style)
     image = widgets.Image(format="png")
     status = widgets.HTML()
     controls = [eps_slider, index_slider, attack_picker]
@@ -324,3 +263,84 @@ def make_explorer(
     attack_picker.observe(explorer._reset_curves, names="value")
     explorer.render()
     return explorer
+
+
+def _draw_digits(axes: list, name: str) -> dict:
+    """The three digit panels of one model's row (original, perturbation, adversarial)."""
+    blank = np.zeros((28, 28))
+    a = {
+        "original": axes[0].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
+        "delta": axes[1].imshow(blank, cmap="RdBu_r", vmin=-EPS_MAX, vmax=EPS_MAX, animated=True),
+        "adversarial": axes[2].imshow(blank, cmap="gray_r", vmin=0, vmax=1, animated=True),
+        "titles": [
+            ax.text(
+                0.5,
+                1.04,
+                "",
+                transform=ax.transAxes,
+                ha="center",
+                fontsize=10,
+                animated=True,
+            )
+            for ax in axes[:3]
+        ],
+    }
+    for ax in axes[:3]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_ylabel(name, fontsize=10)
+    return a
+
+
+def _draw_charts(axes: list, n_accuracy: int) -> dict:
+    """The two charts of one model's row: class probabilities and accuracy against ε."""
+    digits = np.arange(NUM_CLASSES)
+    curve_eps = np.round(np.arange(0, EPS_MAX + 1e-9, EPS_STEP), 4)  # every slider stop
+    a: dict = {}
+    width = 0.4
+    a["bars_clean"] = axes[0].bar(
+        digits - width / 2, np.zeros(10), width, label="clean", animated=True
+    )
+    a["bars_adv"] = axes[0].bar(
+        digits + width / 2, np.zeros(10), width, label="adversarial", animated=True
+    )
+    axes[0].set(ylim=(0, 1.05), xticks=digits, yticks=[0, 0.5, 1])
+    for ax in axes:
+        ax.tick_params(labelsize=9)
+    axes[0].set_title("class probabilities", fontsize=10)
+    axes[0].legend(
+        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2, frameon=False
+    )
+    (a["curve"],) = axes[1].plot(curve_eps, np.full(len(curve_eps), np.nan), animated=True)
+    a["marker"] = axes[1].axvline(0, color="crimson", lw=1.5, animated=True)
+    (a["point"],) = axes[1].plot([0], [0], "o", color="crimson", animated=True)
+    axes[1].set(xlim=(0, EPS_MAX), ylim=(0, 1.02), yticks=[0, 0.5, 1])
+    axes[1].set_xlabel("ε", labelpad=1)
+    axes[1].set_title(f"accuracy on {n_accuracy} images", fontsize=10)
+    a["curve_eps"] = curve_eps
+    return a
+
+
+def _make_controls(
+    n_images: int, names: list[str], eps: float, index: int
+) -> tuple[widgets.FloatSlider, widgets.IntSlider, widgets.ToggleButtons, widgets.Dropdown]:
+    """The explorer's controls: ε slider, image slider, model toggle, attack picker."""
+    style = {"description_width": "90px"}
+    layout = widgets.Layout(width="480px")
+    eps_slider = widgets.FloatSlider(
+        value=eps,
+        min=0.0,
+        max=EPS_MAX,
+        step=EPS_STEP,
+        description="ε (budget)",
+        readout_format=".2f",
+        continuous_update=True,
+        style=style,
+        layout=layout,
+    )
+    index_slider = widgets.IntSlider(
+        value=index, min=0, max=n_images - 1, description="test image", style=style, layout=layout
+    )
+    model_picker = widgets.ToggleButtons(options=names, description="model", style=style)
+    attack_picker = widgets.Dropdown(options=list(ATTACKS), description="attack", style=style)
+    return eps_slider, index_slider, model_picker, attack_picker

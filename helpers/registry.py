@@ -116,10 +116,11 @@ def spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def describe(name: str) -> str:
-    """One line a notebook prints before training: the model's recipe in words."""
+def describe(name: str, epochs: int | None = None) -> str:
+    """One line a notebook prints before training: the model's recipe in words (with
+    ``epochs`` in place of the recipe's, where a notebook trains for fewer)."""
     s = spec(name)
-    train = s.train
+    train = {**s.train, **({} if epochs is None else {"epochs": epochs})}
     defense = train.get("defense", Defense())
     attack = "clean images only" if defense.kind == "none" else defense.describe()
     return (

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable, Iterator
 from typing import Literal, NamedTuple
 
 import keras
@@ -248,6 +249,37 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
     return iter(dataset.batch(batch_size).repeat().prefetch(tf.data.AUTOTUNE))
 
 
+def run_epoch(
+    model: keras.Model,
+    step: Callable,
+    batches: Iterator,
+    n_steps: int,
+    defense: Defense,
+    lr_at_step: Callable[[int], float],
+    first_step: int,
+    bar: tqdm,
+) -> dict[str, float]:
+    """One pass over the training data: ``n_steps`` batches through ``step`` (from
+    :func:`make_train_step`), the learning rate set to ``lr_at_step(k)`` before step ``k``.
+    Returns the epoch's ``loss``, ``accuracy`` (clean part), ``adv_accuracy`` and
+    ``epoch_seconds``."""
+    start = time.perf_counter()
+    loss_sum, clean_correct, adv_correct, n_seen, n_adv = 0.0, 0.0, 0.0, 0, 0
+    for i, (x_batch, y_batch) in enumerate(itertools.islice(batches, n_steps)):
+        model.optimizer.learning_rate.assign(lr_at_step(first_step + i))
+        loss, clean_c, adv_c, adv_n = step(x_batch, y_batch)
+        loss_sum += float(loss) * len(x_batch)
+        clean_correct, adv_correct = clean_correct + float(clean_c), adv_correct + float(adv_c)
+        n_seen, n_adv = n_seen + len(x_batch), n_adv + int(adv_n)
+        bar.update(1)
+    record = {"loss": loss_sum / n_seen, "epoch_seconds": time.perf_counter() - start}
+    if n_adv < n_seen:  # with adv_fraction = 1 there is no clean part
+        record["accuracy"] = clean_correct / (n_seen - n_adv)
+    if defense.kind != "none":
+        record["adv_accuracy"] = adv_correct / max(1, n_adv)
+    return record
+
+
 def train_model(
     model: keras.Model,
     x_train: np.ndarray,
@@ -291,23 +323,11 @@ def train_model(
         total=epochs * steps_per_epoch, desc=f"training ({defense.kind})", disable=not progress
     )
     for epoch in range(epochs):
-        start = time.perf_counter()
-        loss_sum, clean_correct, adv_correct, n_adv = 0.0, 0.0, 0.0, 0
-        for i, (x_batch, y_batch) in enumerate(itertools.islice(batches, steps_per_epoch)):
-            progress_now = (epoch * steps_per_epoch + i) / (epochs * steps_per_epoch)
-            model.optimizer.learning_rate.assign(
-                learning_rate_at(progress_now, base_lr, lr_schedule)
-            )
-            loss, clean_c, adv_c, adv_n = step(x_batch, y_batch)
-            loss_sum += float(loss) * len(x_batch)
-            clean_correct, adv_correct = clean_correct + float(clean_c), adv_correct + float(adv_c)
-            n_adv += int(adv_n)
-            bar.update(1)
-        record = {"loss": loss_sum / len(x_train), "epoch_seconds": time.perf_counter() - start}
-        if n_adv < len(x_train):  # with adv_fraction = 1 there is no clean part
-            record["accuracy"] = clean_correct / (len(x_train) - n_adv)
-        if defense.kind != "none":
-            record["adv_accuracy"] = adv_correct / max(1, n_adv)
+        record = run_epoch(
+            model, step, batches, steps_per_epoch, defense,
+            lambda i: learning_rate_at(i / (epochs * steps_per_epoch), base_lr, lr_schedule),
+            first_step=epoch * steps_per_epoch, bar=bar,
+        )  # fmt: skip
         if validation_data is not None:
             record.update(validation_metrics(model, x_val, y_val, monitor, seed))
         for key, value in record.items():
