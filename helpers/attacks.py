@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import engine
-from helpers.data import one_hot, to_int_labels, validate_images
+from helpers.data import labels_for, one_hot, validate_images
 from helpers.model import logits_model, predict_probabilities
 
 #: The L-infinity budget of the course's attacks and defenses (pixels in [0, 1]).
@@ -86,10 +86,7 @@ def attack_inputs(
         if targeted:
             raise ValueError("a targeted attack needs the target labels y")
         return x, one_hot(predict_probabilities(model, x).argmax(axis=1))
-    labels = to_int_labels(y)
-    if len(labels) != len(x):
-        raise ValueError(f"got {len(x)} images but {len(labels)} labels")
-    return x, one_hot(labels)
+    return x, one_hot(labels_for(x, y))
 
 
 # --- the loss and its gradient -----------------------------------------------------------

@@ -167,6 +167,17 @@ def to_int_labels(y: np.ndarray) -> np.ndarray:
     raise ValueError(f"labels must be (n,) integers or (n, k) one-hot, got shape {y.shape}")
 
 
+def labels_for(x: np.ndarray, y: np.ndarray, name: str = "y") -> np.ndarray:
+    """The labels ``y`` of the images ``x`` as ``int64`` ``(n,)``, or ``ValueError`` when
+    there is not exactly one label per image or a label lies outside 0..9."""
+    labels = to_int_labels(y)
+    if len(labels) != len(x):
+        raise ValueError(f"got {len(x)} images but {len(labels)} labels in {name}")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise ValueError(f"{name}: labels must lie in 0..{NUM_CLASSES - 1}")
+    return labels
+
+
 def validate_images(x: np.ndarray, name: str = "x") -> np.ndarray:
     """Check model-ready images and return them as ``float32``.
 

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 from helpers.attacks import apply_signs, fgsm_signs, pgd, validate_epsilon
-from helpers.data import NUM_CLASSES, to_int_labels, validate_images
+from helpers.data import NUM_CLASSES, labels_for, to_int_labels, validate_images
 from helpers.model import predict_probabilities
 
 
@@ -25,10 +25,7 @@ def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     """Fraction (0..1) of images classified as their label (``y`` integer or one-hot)."""
-    labels = to_int_labels(y)
-    if len(labels) != len(x):
-        raise ValueError(f"got {len(x)} images but {len(labels)} labels")
-    return float((predict_labels(model, x) == labels).mean())
+    return float((predict_labels(model, x) == labels_for(x, y)).mean())
 
 
 def fgsm_accuracy_curve(

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from helpers.attacks import EPS, apply_signs, fgsm_signs
-from helpers.data import NUM_CLASSES, to_int_labels, validate_images
+from helpers.data import NUM_CLASSES, labels_for, validate_images
 from helpers.model import predict_probabilities
 
 #: attack name -> function(model, x, y) returning the eps-independent step direction
@@ -231,9 +231,7 @@ def make_explorer(
     if not models:
         raise ValueError("make_explorer needs at least one model")
     x = validate_images(x)
-    y = to_int_labels(y)
-    if len(y) != len(x):
-        raise ValueError(f"got {len(x)} images but {len(y)} labels")
+    y = labels_for(x, y)
     names = list(models)
     eps_slider, index_slider, model_picker, attack_picker = _make_controls(
         len(x), names, eps, index

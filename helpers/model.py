@@ -31,7 +31,7 @@ _LOGITS_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.We
 def build_cnn(
     width: int = 1, learning_rate: float = 1e-3, name: str = "cnn", dropout: bool = True
 ) -> keras.Model:
-    """Build and compile the CNN (Adam, categorical cross-entropy on the softmax output).
+    """Build the CNN and give it its optimizer, Adam (``model.compile(optimizer=...)``).
 
     Args:
         width: multiplies the number of filters and hidden units (1 = the reference CNN,
@@ -65,11 +65,8 @@ def build_cnn(
     logits = keras.layers.Dense(NUM_CLASSES, name=LOGITS_LAYER)(x)
     probabilities = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits)
     model = keras.Model(inputs, probabilities, name=name)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    # Only the optimizer: helpers.training.train_model computes the loss itself (on the logits).
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return model
 
 

@@ -198,19 +198,6 @@ def plot_accuracy_vs_epsilon(
     return fig
 
 
-def plot_probability_bars(probs: Mapping[str, np.ndarray], true_label: int) -> Figure:
-    """Bar charts of the ten class probabilities for several inputs (e.g. clean vs adversarial)."""
-    fig, axes = plt.subplots(1, len(probs), figsize=(4.2 * len(probs), 2.8), squeeze=False)
-    for ax, (label, p) in zip(axes.flat, probs.items(), strict=True):
-        colors = ["tab:green" if d == true_label else "tab:gray" for d in range(NUM_CLASSES)]
-        colors[int(np.argmax(p))] = "tab:green" if np.argmax(p) == true_label else "crimson"
-        ax.bar(np.arange(NUM_CLASSES), p, color=colors)
-        ax.set(xticks=np.arange(NUM_CLASSES), ylim=(0, 1), title=label, xlabel="digit")
-    axes.flat[0].set_ylabel("probability")
-    fig.tight_layout()
-    return fig
-
-
 def plot_series(
     x: Sequence[float],
     series: Mapping[str, Sequence[float]],

@@ -30,7 +30,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from helpers.attacks import EPS, check_pgd_settings, fgsm, pgd, pgd_step, validate_epsilon
-from helpers.data import NUM_CLASSES, one_hot, to_int_labels, validate_images
+from helpers.data import NUM_CLASSES, labels_for, one_hot, validate_images
 from helpers.evaluation import accuracy
 from helpers.model import logits_model
 
@@ -131,12 +131,7 @@ def set_seed(seed: int, deterministic_ops: bool = True) -> None:
 def _checked_data(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Images checked by :func:`helpers.data.validate_images` and one-hot labels."""
     x = validate_images(x, name=f"x_{name}")
-    labels = to_int_labels(y)
-    if len(labels) != len(x):
-        raise ValueError(f"x_{name} has {len(x)} images but y_{name} has {len(labels)} labels")
-    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(f"y_{name} labels must lie in 0..{NUM_CLASSES - 1}")
-    return x, one_hot(labels)
+    return x, one_hot(labels_for(x, y, name=f"y_{name}"))
 
 
 def check_training_settings(
