@@ -1,15 +1,30 @@
-"""Helpers for the mnist-adversarial-defense course.
+"""The course library of mnist-adversarial-defense: what the notebooks import and students read.
 
-The notebooks in ``notebooks/`` stay thin and call these modules:
+Modules, in the order the course uses them:
 
 - :mod:`helpers.paths` -- where data, artifacts and results live
-- :mod:`helpers.data` -- verified offline MNIST loading and preprocessing
-- :mod:`helpers.model` -- the CNN and its logits
-- :mod:`helpers.training` -- seeding, standard and adversarial training
-- :mod:`helpers.attacks` -- FGSM and PGD (L-infinity)
-- :mod:`helpers.evaluation` -- accuracy, accuracy under attack, confusion matrices
-- :mod:`helpers.artifacts` -- saving/loading models (``.keras``) and metrics (JSON)
+- :mod:`helpers.data` -- verified offline MNIST loading, preprocessing, label checks
+- :mod:`helpers.model` -- the CNN, its logits, and batched predictions
+- :mod:`helpers.attacks` -- **FGSM and PGD, written as the algorithm**: ``fgsm`` (one signed
+  step of ``loss_gradient``), ``pgd`` (a loop of ``pgd_step`` over steps and restarts),
+  ``pgd_effort`` (how PGD's success grows with its effort); the course's settings ``EPS``,
+  ``PGD_STEPS`` and ``PGD_REL_STEP``
+- :mod:`helpers.engine` -- the speed layer beneath the attacks: compile once per model, run in
+  batches (a reader can skip it; it changes no number)
+- :mod:`helpers.training` -- seeding, and one training loop (``train_model``) whose
+  ``Defense`` makes batches adversarial and whose ``Monitor`` watches validation robustness
+- :mod:`helpers.evaluation` -- accuracy, accuracy under attack, worst case, confusion matrices
+- :mod:`helpers.robustness` -- the honest evaluation: robustness curves, PGD convergence, the
+  sanity checks of Carlini et al. 2019, and their tables
+- :mod:`helpers.registry` -- the course's models in one table: label, notebook, recipe;
+  ``train_recipe`` trains one
+- :mod:`helpers.artifacts` -- saving and loading models (``.keras``), metrics (JSON), figures
 - :mod:`helpers.plots` -- the figures the notebooks show
+- :mod:`helpers.explorer` -- the interactive ε explorer widget
+- :mod:`helpers.show` -- showing the library's own code in a notebook
+
+The project's tooling (reproduction, the series runner, the classroom, benchmarks) lives
+beside this package and imports it, never the other way round.
 """
 
 import os
