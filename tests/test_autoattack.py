@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from helpers import attacks, autoattack
+from helpers.evaluation import accuracy, predict_labels
+
+
+def test_checkpoints_follow_the_paper():
+    assert autoattack.apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+
+
+def test_square_window_shrinks_on_schedule():
+    sides = [autoattack.square_window(0.8, i, 5000) for i in (0, 10, 100, 1000, 4999)]
+    assert sides[0] == 25 and sides == sorted(sides, reverse=True) and sides[-1] >= 1
+
+
+@pytest.fixture(scope="module")
+def batch(small_mnist):
+    return small_mnist.x_test[:100], small_mnist.y_test[:100]
+
+
+def test_apgd_stays_in_the_ball_and_reports_what_it_fooled(trained_cnn, batch):
+    x, y = batch
+    x_adv, fooled = autoattack.apgd(trained_cnn, x, y, 0.1, steps=20)
+    assert x_adv.dtype == np.float32 and np.abs(x_adv - x).max() <= 0.1 + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    np.testing.assert_array_equal(fooled, predict_labels(trained_cnn, x_adv) != y)
+    again, _ = autoattack.apgd(trained_cnn, x, y, 0.1, steps=20)
+    np.testing.assert_array_equal(again, x_adv)  # same seed, same images
+
+
+def test_apgd_is_at_least_as_strong_as_pgd_40(trained_cnn, batch):
+    x, y = batch
+    pgd_acc = accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, 0.1), y)
+    _, fooled = autoattack.apgd(trained_cnn, x, y, 0.1, steps=100)
+    assert 1 - fooled.mean() <= pgd_acc + 0.01, (1 - fooled.mean(), pgd_acc)
+
+
+def test_targeted_dlr_reaches_its_target(trained_cnn, batch):
+    x, y = batch
+    target = autoattack.top_wrong_classes(trained_cnn, x, y, 1)[0]
+    assert (target != y).all()
+    x_adv, _ = autoattack.apgd(trained_cnn, x, y, 0.2, steps=50, loss="dlr", target=target)
+    assert (predict_labels(trained_cnn, x_adv) == target).mean() > 0.5
+    with pytest.raises(ValueError, match="target class"):
+        autoattack.apgd(trained_cnn, x, y, 0.2, loss="dlr")
+
+
+def test_square_needs_no_gradient_and_beats_noise(trained_cnn, batch):
+    x, y = batch
+    noise = accuracy(trained_cnn, attacks.random_sign_noise(x, 0.2), y)
+    x_adv, fooled = autoattack.square_attack(trained_cnn, x, y, 0.2, queries=300)
+    assert np.abs(x_adv - x).max() <= 0.2 + 1e-6 and 0 <= x_adv.min() and x_adv.max() <= 1
+    np.testing.assert_array_equal(fooled, predict_labels(trained_cnn, x_adv) != y)
+    assert 1 - fooled.mean() < noise - 0.3, (1 - fooled.mean(), noise)
+
+
+def test_autoattack_is_the_worst_case_of_its_attacks(trained_cnn, batch):
+    x, y = batch
+    result = autoattack.autoattack(trained_cnn, x, y, 0.1, apgd_steps=20, targets=2, queries=100)
+    assert set(result["fooled_by"]) == {"apgd-ce", "apgd-t1", "apgd-t2", "square"}
+    broken = sum(result["fooled_by"].values())
+    assert result["robust"] == pytest.approx(result["clean"] - broken)
+    assert accuracy(trained_cnn, result["x_adv"], y) == pytest.approx(result["robust"])
+    assert result["robust"] <= 1 - autoattack.apgd(trained_cnn, x, y, 0.1, steps=20)[1].mean()
