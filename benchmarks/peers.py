@@ -218,3 +218,72 @@ def compare(
             result[name][attack] = record
     result["ours"]["clean_accuracy"] = _accuracy(model, x, y)
     return result
+
+
+def compare_autoattack(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    eps: float,
+    apgd_steps: int = 100,
+    queries: int = 1000,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, Any]:
+    """Our APGD-CE and Square against ART's ``AutoProjectedGradientDescent`` and
+    ``SquareAttack`` with matching settings (L-infinity, ``eps``, cross-entropy for APGD,
+    one random start, ``queries`` for Square, ``p_init`` 0.8), on the same model and images.
+
+    Returns ``{"apgd": {...}, "square": {...}}``, each with our and ART's adversarial
+    ``accuracy`` and ``seconds``, ``gap`` (ART - ours: positive means ours is stronger) and
+    ``agrees`` (ours at most 2 points weaker); or ``{"available": False, "reason"}``.
+    """
+    import time
+
+    from helpers.autoattack import apgd, square_attack
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+            from art.estimators.classification import TensorFlowV2Classifier
+    except Exception as err:  # not installed, or fails to import: go on
+        return {"available": False, "reason": f"{type(err).__name__}: {err}"}
+    classifier = TensorFlowV2Classifier(
+        logits_model(model),
+        nb_classes=NUM_CLASSES,
+        input_shape=(28, 28, 1),
+        loss_object=keras.losses.CategoricalCrossentropy(from_logits=True),
+        clip_values=(0.0, 1.0),
+    )
+    peers = {
+        "apgd": AutoProjectedGradientDescent(
+            classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=apgd_steps,
+            targeted=False, nb_random_init=1, batch_size=batch_size, loss_type="cross_entropy",
+            verbose=False,
+        ),
+        "square": SquareAttack(
+            classifier, norm=np.inf, eps=eps, max_iter=queries, p_init=0.8, nb_restarts=1,
+            batch_size=batch_size, verbose=False,
+        ),
+    }  # fmt: skip
+    ours_fn = {
+        "apgd": lambda: apgd(model, x, y, eps, steps=apgd_steps)[0],
+        "square": lambda: square_attack(model, x, y, eps, queries=queries)[0],
+    }
+    result: dict[str, Any] = {"available": True, "eps": eps, "images": len(x)}
+    for name, peer in peers.items():
+        record = {}
+        for who, run in (
+            ("ours", ours_fn[name]),
+            ("art", lambda p=peer: p.generate(x, y=one_hot(y))),
+        ):
+            start = time.perf_counter()
+            x_adv = np.asarray(run(), dtype=np.float32)
+            record[f"{who}_seconds"] = time.perf_counter() - start
+            record[f"{who}_accuracy"] = _accuracy(model, x_adv, y)
+            record[f"{who}_max_linf"] = float(np.abs(x_adv - x).max())
+        record["gap"] = record["art_accuracy"] - record["ours_accuracy"]
+        record["agrees"] = record["gap"] >= -0.02
+        result[name] = record
+    return result
