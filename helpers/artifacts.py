@@ -5,14 +5,22 @@ Everything lives under :func:`helpers.paths.artifacts_dir` (git-ignored):
 - ``models/<name>.keras`` -- trained models in Keras' native format
 - ``metrics/<name>.json`` -- measured numbers (accuracies as fractions 0..1)
 - ``figures/<name>.png`` -- figures worth keeping (``make reproduce`` copies them to ``results/``)
+
+Every file is written to a temporary file beside it and then moved into place
+(:func:`write_atomically`), so a run killed mid-save leaves the old file or the new one,
+never half of either, and two writers at once cannot interleave.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
 import re
+import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +58,26 @@ def figure_path(name: str) -> Path:
     return artifacts_dir() / "figures" / f"{_checked_name(name)}.png"
 
 
+@contextlib.contextmanager
+def write_atomically(path: Path) -> Iterator[Path]:
+    """Give a temporary path in ``path``'s folder (same suffix) to write to; when the block
+    ends without error, move it onto ``path`` in one step (``os.replace``); else delete it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def save_model(model: keras.Model, name: str) -> Path:
     """Save ``model`` as ``<artifacts>/models/<name>.keras`` and return the path."""
     path = model_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    with write_atomically(path) as temporary:
+        model.save(temporary)
     return path
 
 
@@ -101,11 +124,35 @@ def load_or_train(
     return model
 
 
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first NaN or infinity in ``value`` (nested dicts and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(top level)"
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list | tuple)
+        else ()
+    )
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def save_metrics(name: str, metrics: dict[str, Any]) -> Path:
-    """Write ``metrics`` as indented JSON to ``<artifacts>/metrics/<name>.json``."""
+    """Write ``metrics`` as indented, strict JSON to ``<artifacts>/metrics/<name>.json``.
+
+    Raises ``ValueError`` naming the key of a NaN or infinite value (not JSON, and never a
+    number worth reporting)."""
+    bad = _non_finite(metrics)
+    if bad:
+        raise ValueError(f"metrics {name!r}: {bad} is not a finite number; nothing was saved")
     path = metrics_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    with write_atomically(path) as temporary:
+        temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return path
 
 
@@ -123,6 +170,6 @@ def load_metrics(name: str) -> dict[str, Any]:
 def save_figure(fig: Any, name: str) -> Path:
     """Save a matplotlib figure as ``<artifacts>/figures/<name>.png`` (150 dpi)."""
     path = figure_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    with write_atomically(path) as temporary:
+        fig.savefig(temporary, dpi=150, bbox_inches="tight")
     return path

@@ -59,3 +59,32 @@ def test_metrics_round_trip_and_errors():
         artifacts.load_metrics("bad")
     with pytest.raises(ValueError, match="artifact names"):
         artifacts.model_path("../escape")
+
+
+def test_a_save_that_dies_midway_keeps_the_old_model(random_images, monkeypatch):
+    x, _ = random_images
+    model = build_cnn()
+    artifacts.save_model(model, "standard")
+    before = artifacts.load_model("standard")(x).numpy()
+
+    def dies_midway(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(type(model), "save", dies_midway)
+        artifacts.save_model(build_cnn(), "standard")
+    np.testing.assert_allclose(artifacts.load_model("standard")(x).numpy(), before, rtol=1e-6)
+    assert [p.name for p in artifacts.model_path("standard").parent.iterdir()] == [
+        "standard.keras"
+    ]  # no temporary file left behind
+
+
+def test_metrics_are_strict_json_and_name_the_bad_key():
+    artifacts.save_metrics("m", {"a": 0.5})
+    with pytest.raises(ValueError, match=r"models\.pgd_at\.robust\.1 is not a finite number"):
+        artifacts.save_metrics("m", {"models": {"pgd_at": {"robust": [0.1, float("nan")]}}})
+    with pytest.raises(ValueError, match="clean"):
+        artifacts.save_metrics("m", {"clean": float("inf")})
+    assert artifacts.load_metrics("m") == {"a": 0.5}  # the refused writes changed nothing
