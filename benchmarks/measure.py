@@ -84,6 +84,31 @@ def defense_settings(defenses: Sequence[str]) -> tuple[dict[str, dict[str, Any]]
     return settings, "helpers.registry.MODELS"
 
 
+def step_settings(train: Mapping[str, Any]) -> dict[str, Any]:
+    """A defense's training settings as the results record them: ``lr_schedule``, and the
+    defense's ``eps``, ``adv_fraction`` and (PGD) ``pgd_steps``."""
+    record = {"lr_schedule": train["lr_schedule"]}
+    if "defense" in train:
+        defense = train["defense"]
+        record.update(eps=defense.eps, adv_fraction=defense.adv_fraction)
+        if defense.kind == "pgd":
+            record["pgd_steps"] = defense.steps
+    return record
+
+
+def settings_record(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """:func:`defense_settings` as JSON-ready values (the defenses as dicts)."""
+    return {
+        defense: {
+            "build": dict(entry["build"]),
+            "train": {
+                k: v._asdict() if hasattr(v, "_asdict") else v for k, v in entry["train"].items()
+            },
+        }
+        for defense, entry in settings.items()
+    }
+
+
 def training_epochs(
     x: np.ndarray,
     y: np.ndarray,

@@ -29,7 +29,7 @@ def test_describe_states_the_recipe():
 
 
 def test_train_recipe_records_what_ran(small_mnist):
-    model, history, settings = registry.train_recipe(
+    _, history, settings = registry.train_recipe(
         "fgsm_at",
         n_train=200,
         epochs=1,
