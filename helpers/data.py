@@ -158,13 +158,26 @@ def one_hot(y: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
 
 
 def to_int_labels(y: np.ndarray) -> np.ndarray:
-    """Accept integer labels ``(n,)`` or one-hot ``(n, k)``; return ``int64`` ``(n,)``."""
+    """Labels as ``int64`` ``(n,)``, from whole-number labels ``(n,)`` or one-hot rows
+    ``(n, 10)`` (exactly one 1 per row); anything else is refused with ``ValueError``, so a
+    wrongly shaped label array can never be read silently as something else."""
     y = np.asarray(y)
-    if y.ndim == 2:
+    if y.dtype == bool or not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"labels must be numbers, got dtype {y.dtype}")
+    if y.ndim == 2 and y.shape[1] == NUM_CLASSES:
+        if y.size and not (((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise ValueError("one-hot labels need exactly one 1 (and nine 0s) in every row")
         return y.argmax(axis=1).astype(np.int64)
-    if y.ndim == 1:
-        return y.astype(np.int64)
-    raise ValueError(f"labels must be (n,) integers or (n, k) one-hot, got shape {y.shape}")
+    if y.ndim != 1:
+        hint = (
+            " (use y.ravel() for labels shaped (n, 1))" if y.ndim == 2 and y.shape[1] == 1 else ""
+        )
+        raise ValueError(
+            f"labels must be (n,) integers or (n, {NUM_CLASSES}) one-hot, got shape {y.shape}{hint}"
+        )
+    if y.size and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise ValueError("labels must be whole numbers 0..9, got fractional or non-finite values")
+    return y.astype(np.int64)
 
 
 def labels_for(x: np.ndarray, y: np.ndarray, name: str = "y") -> np.ndarray:

@@ -25,6 +25,8 @@ def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     """Fraction (0..1) of images classified as their label (``y`` integer or one-hot)."""
+    if not len(x):
+        raise ValueError("accuracy of no images is undefined; pass at least one image")
     return float((predict_labels(model, x) == labels_for(x, y)).mean())
 
 
@@ -79,9 +81,8 @@ def pgd_accuracy_curve(
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """``(10, 10)`` counts: row = true class, column = predicted class."""
-    return _sk_confusion_matrix(
-        to_int_labels(y_true), to_int_labels(y_pred), labels=np.arange(NUM_CLASSES)
-    )
+    true, predicted = labels_for(y_pred, y_true, "y_true"), labels_for(y_true, y_pred, "y_pred")
+    return _sk_confusion_matrix(true, predicted, labels=np.arange(NUM_CLASSES))
 
 
 def worst_case_accuracy(

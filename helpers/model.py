@@ -26,6 +26,7 @@ from helpers.data import IMAGE_SHAPE, NUM_CLASSES, validate_images
 LOGITS_LAYER = "logits"
 PROBABILITIES_LAYER = "probabilities"
 _LOGITS_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.WeakKeyDictionary()
+_CHECKED: weakref.WeakSet[keras.Model] = weakref.WeakSet()
 
 
 def build_cnn(
@@ -47,10 +48,10 @@ def build_cnn(
         A compiled ``keras.Model`` mapping ``(n, 28, 28, 1)`` images in [0, 1] to ``(n, 10)``
         class probabilities, with layers named ``"logits"`` and ``"probabilities"``.
     """
-    if not isinstance(width, int) or width < 1:
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    if not (isinstance(learning_rate, int | float) and 0 < learning_rate < 1):
+        raise ValueError(f"learning_rate must be a number in (0, 1), got {learning_rate!r}")
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = keras.layers.Conv2D(32 * width, 3, activation="relu", name="conv1")(inputs)
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
@@ -70,21 +71,57 @@ def build_cnn(
     return model
 
 
+def check_model(model: keras.Model) -> None:
+    """Raise ``ValueError`` unless ``model`` follows the course's convention: MNIST images
+    ``(28, 28, 1)`` in, 10 class probabilities out, through a layer named ``"logits"``
+    without an activation and a softmax at the end (checked once per model)."""
+    if model in _CHECKED:
+        return
+    fix = "build it with helpers.model.build_cnn"
+    shape = tuple(model.input_shape[1:])
+    if shape != IMAGE_SHAPE:
+        raise ValueError(
+            f"model {model.name!r} takes inputs {shape}, MNIST images are {IMAGE_SHAPE}; {fix}"
+        )
+    if model.output_shape[-1] != NUM_CLASSES:
+        raise ValueError(
+            f"model {model.name!r} has {model.output_shape[-1]} outputs, MNIST has "
+            f"{NUM_CLASSES} classes; {fix}"
+        )
+    try:
+        layer = model.get_layer(LOGITS_LAYER)
+    except ValueError as err:
+        raise ValueError(
+            f"model {model.name!r} has no layer named {LOGITS_LAYER!r}; {fix} so "
+            "attacks can take the loss on logits"
+        ) from err
+    if getattr(getattr(layer, "activation", None), "__name__", "") == "softmax":
+        raise ValueError(
+            f"model {model.name!r}: its {LOGITS_LAYER!r} layer applies a softmax, "
+            "so attacks would take their loss on probabilities; give that layer "
+            "no activation and add a separate Softmax layer"
+        )
+    last = model.layers[-1]
+    if not (
+        isinstance(last, keras.layers.Softmax)
+        or getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+    ):
+        raise ValueError(
+            f"model {model.name!r} does not end in a softmax, so its outputs are "
+            f"not probabilities; {fix}"
+        )
+    _CHECKED.add(model)
+
+
 def logits_model(model: keras.Model) -> keras.Model:
     """A model sharing ``model``'s weights that outputs the pre-softmax logits ``(n, 10)``.
 
-    Made once per model and kept. Raises ``ValueError`` for a model without a layer named
-    ``"logits"``.
+    Made once per model and kept; the model is checked first (:func:`check_model`).
     """
     if model in _LOGITS_MODELS:
         return _LOGITS_MODELS[model]
-    try:
-        logits = model.get_layer(LOGITS_LAYER).output
-    except ValueError as err:
-        raise ValueError(
-            f"model {model.name!r} has no layer named {LOGITS_LAYER!r}; build it with "
-            "helpers.model.build_cnn so attacks can take the loss on logits"
-        ) from err
+    check_model(model)
+    logits = model.get_layer(LOGITS_LAYER).output
     net = keras.Model(model.inputs, logits, name=f"{model.name}_logits")
     _LOGITS_MODELS[model] = net
     return net
@@ -100,6 +137,7 @@ def predict_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
     A compiled forward pass in batches (faster than ``model.predict`` for repeated calls
     on small inputs, and silent).
     """
+    check_model(model)
     (probabilities,) = engine.in_batches(model, _probabilities, [validate_images(x)])
     return probabilities
 

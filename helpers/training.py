@@ -263,6 +263,13 @@ def run_epoch(
     for i, (x_batch, y_batch) in enumerate(itertools.islice(batches, n_steps)):
         model.optimizer.learning_rate.assign(lr_at_step(first_step + i))
         loss, clean_c, adv_c, adv_n = step(x_batch, y_batch)
+        if not math.isfinite(float(loss)):
+            raise FloatingPointError(
+                f"training diverged: the loss became {float(loss)} in epoch "
+                f"{first_step // n_steps + 1}, step {i + 1}; the learning rate "
+                f"({float(model.optimizer.learning_rate.numpy()):g}) is most likely too large. "
+                "Rebuild the model with a smaller one; this model must not be saved."
+            )
         loss_sum += float(loss) * len(x_batch)
         clean_correct, adv_correct = clean_correct + float(clean_c), adv_correct + float(adv_c)
         n_seen, n_adv = n_seen + len(x_batch), n_adv + int(adv_n)

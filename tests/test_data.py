@@ -155,3 +155,24 @@ def test_prepare_mnist_gives_model_ready_splits():
     assert splits.x_test.shape == (200, 28, 28, 1)
     assert data.class_counts(splits.y_test).min() >= 17
     data.validate_images(splits.x_train)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([[3], [1]]), r"y.ravel\(\)"),
+        (np.array([2.7, 1.0]), "whole numbers"),
+        (np.zeros((2, 10)), "exactly one 1"),
+        (np.eye(5)[[0, 1]], r"\(n, 10\) one-hot"),
+        (np.array([True, False]), "numbers"),
+    ],
+)
+def test_labels_that_could_be_misread_are_refused(labels, message):
+    with pytest.raises(ValueError, match=message):
+        data.to_int_labels(labels)
+
+
+def test_labels_out_of_range_are_refused():
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        data.labels_for(x, np.array([1, 42]))

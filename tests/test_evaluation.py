@@ -62,3 +62,10 @@ def test_noise_is_far_weaker_than_pgd(trained_cnn, small_mnist):
     )
     noise = evaluation.accuracy(trained_cnn, attacks.random_sign_noise(x, 0.2), y)
     assert noise > white_box + 0.3
+
+
+def test_bad_inputs_to_the_measurements_are_refused(trained_cnn, small_mnist):
+    with pytest.raises(ValueError, match="no images"):
+        evaluation.accuracy(trained_cnn, small_mnist.x_test[:0], small_mnist.y_test[:0])
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        evaluation.confusion_matrix(np.array([1, 12]), np.array([1, 2]))

@@ -20,7 +20,16 @@ def test_width_scales_capacity():
     assert build_cnn(width=2).count_params() > 2 * build_cnn().count_params()
 
 
-@pytest.mark.parametrize("kwargs", [{"width": 0}, {"width": 1.5}, {"learning_rate": 0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"width": 0},
+        {"width": 1.5},
+        {"width": True},
+        {"learning_rate": 0},
+        {"learning_rate": float("inf")},
+    ],
+)
 def test_invalid_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         build_cnn(**kwargs)
@@ -42,3 +51,29 @@ def test_logit_scale_keeps_predictions_and_sharpens_probabilities(random_images)
     assert sharper(x).numpy().max(1).mean() > model(x).numpy().max(1).mean()
     with pytest.raises(ValueError):
         with_logit_scale(model, 0)
+
+
+def _model(inputs_shape=(28, 28, 1), classes=10, logits_activation=None, softmax=True):
+    inputs = keras.Input(inputs_shape)
+    x = keras.layers.Flatten()(inputs)
+    out = keras.layers.Dense(classes, activation=logits_activation, name="logits")(x)
+    if softmax:
+        out = keras.layers.Softmax(name="probabilities")(out)
+    return keras.Model(inputs, out)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"inputs_shape": (32, 32, 1)}, r"takes inputs \(32, 32, 1\)"),
+        ({"classes": 5}, "has 5 outputs"),
+        ({"logits_activation": "softmax"}, "applies a softmax"),
+        ({"softmax": False}, "does not end in a softmax"),
+    ],
+)
+def test_models_outside_the_convention_are_refused(kwargs, message):
+    from helpers.model import predict_probabilities
+
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    with pytest.raises(ValueError, match=message):
+        predict_probabilities(_model(**kwargs), x)

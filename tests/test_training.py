@@ -182,3 +182,13 @@ def test_restore_best_keeps_the_best_epoch(small_mnist):
             epochs=1,
             monitor=Monitor(restore_best="val_pgd_accuracy"),
         )
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(random_images):
+    x, y = random_images
+    model = build_cnn(learning_rate=0.5)
+    model.optimizer.learning_rate.assign(1e12)
+    with pytest.raises(FloatingPointError, match="diverged.*epoch 1"):
+        train_model(
+            model, np.repeat(x, 8, 0), np.repeat(y, 8), epochs=3, batch_size=8, progress=False
+        )
