@@ -56,10 +56,10 @@ browser: $(STAMP)
 test: lint unit notebooks nbval browser classroom
 
 reproduce: $(STAMP)
-	$(BIN)/python -m helpers.reproduce
+	$(BIN)/python -m tooling.reproduce
 
 readme: $(STAMP)
-	$(BIN)/python -m helpers.reproduce --readme-only
+	$(BIN)/python -m tooling.reproduce --readme-only
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
@@ -79,12 +79,12 @@ GRADES ?= build/classroom/grades.csv
 
 # Student versions of every notebook with exercises, at SIZE=full (the course) or ci (small).
 assignments: $(STAMP)
-	$(BIN)/python -m helpers.classroom assignments --size $(SIZE)
+	$(BIN)/python -m tooling.classroom assignments --size $(SIZE)
 
 # Autogrades SUBMISSIONS (one folder per student) and writes the grade table GRADES.
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-student-folders"; exit 2; }
-	$(BIN)/python -m helpers.classroom grade "$(SUBMISSIONS)" --out "$(GRADES)"
+	$(BIN)/python -m tooling.classroom grade "$(SUBMISSIONS)" --out "$(GRADES)"
 
 # CI check: release at CI size in a scratch folder, nbgrader validate, autograde both versions.
 classroom: $(STAMP)

@@ -351,7 +351,7 @@ def series_at_ci_size(scratch: Path, notebooks: Sequence[str]) -> dict[str, floa
     """
     import shutil
 
-    from helpers.series import run_notebook
+    from tooling.series import run_notebook
 
     shutil.rmtree(scratch, ignore_errors=True)
     previous = os.environ.get("MNIST_AD_ARTIFACTS")

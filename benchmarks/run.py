@@ -116,8 +116,8 @@ def measure(
     from helpers.attacks import predict_probabilities
     from helpers.data import prepare_mnist, stratified_subset
     from helpers.model import build_cnn
-    from helpers.series import NOTEBOOKS
     from helpers.training import set_seed, train_model
+    from tooling.series import NOTEBOOKS
 
     began = time.perf_counter()
     results: dict[str, Any] = {**report.run_facts(), "quick": quick, "sizes": asdict(sizes)}
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from benchmarks.report import README_END, README_START, render_table
-    from helpers.reproduce import update_readme
+    from tooling.reproduce import update_readme
 
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     if args.table:

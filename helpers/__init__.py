@@ -23,8 +23,9 @@ Modules, in the order the course uses them:
 - :mod:`helpers.explorer` -- the interactive ε explorer widget
 - :mod:`helpers.show` -- showing the library's own code in a notebook
 
-The project's tooling (reproduction, the series runner, the classroom, benchmarks) lives
-beside this package and imports it, never the other way round.
+The project's tooling -- :mod:`tooling` (reproduction, the series runner, the classroom)
+and :mod:`benchmarks` -- lives beside this package and imports it, never the other way
+round (a test checks).
 """
 
 import os

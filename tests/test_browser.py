@@ -76,7 +76,7 @@ def lab(tmp_path):
     """A JupyterLab server on loopback serving a CI-parameterised copy of notebook 03."""
     import papermill
 
-    from helpers.series import parameters_for
+    from tooling.series import parameters_for
 
     if not (MODELS_DIR / "models" / "standard.keras").exists():
         pytest.fail(f"no model in {MODELS_DIR}: run `make notebooks` before the browser test")

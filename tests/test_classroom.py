@@ -14,7 +14,7 @@ validating 04-06 as well would execute the three slowest notebooks twice more pe
 
 Two chains run side by side, each in its own copy of the course folder with its own
 models folder: the instructor chain (validate, then grade) and the student chain
-(validate --invert, then grade). Grading goes through `python -m helpers.classroom grade`,
+(validate --invert, then grade). Grading goes through `python -m tooling.classroom grade`,
 the command behind `make grade`. Notebooks without exercises are not released, so they
 cost nothing here.
 """
@@ -32,9 +32,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import classroom
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
-from helpers.series import NOTEBOOKS
+from tooling import classroom
+from tooling.series import NOTEBOOKS
 
 pytestmark = pytest.mark.classroom
 GRADED = classroom.graded_notebooks()
@@ -72,7 +72,7 @@ def _chain(course: Path, student: str, version: str) -> dict:
     (incoming.parent / ABSENT).mkdir(exist_ok=True)  # handed in nothing
     command = ["grade", str(incoming.parent), "--course-dir", str(course)]
     graded = subprocess.run(
-        [sys.executable, "-m", "helpers.classroom", *command],
+        [sys.executable, "-m", "tooling.classroom", *command],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
+import zipfile
+from pathlib import Path
 
 import pytest
 
-from helpers import classroom
 from helpers.paths import NOTEBOOKS_DIR
-from helpers.series import NOTEBOOKS, parameters_for
+from tooling import classroom
+from tooling.series import NOTEBOOKS, parameters_for
 
 GRADED = classroom.graded_notebooks()
 GRADE_ID = re.compile(r"^[a-zA-Z0-9_\-]+$")
@@ -143,3 +146,21 @@ def test_solution_lines_are_the_lines_that_would_give_the_answer_away():
     )
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": source, "outputs": []}]}
     assert classroom.solution_lines(nb) == ["return max(", "x, 0", "assert f(-1) == 0"]
+
+
+def test_student_kit_ships_the_course_library_and_no_tooling(tmp_path):
+    """The kit is for students: the course library ``helpers`` and nothing of the project's
+    tooling (reproduction, the series runner, the classroom itself), and its pyproject
+    installs with what it ships."""
+    kit = classroom.write_student_kit(tmp_path, [], NOTEBOOKS_DIR)
+    top = classroom.COURSE_ID
+    with zipfile.ZipFile(kit) as zf:
+        names = zf.namelist()
+        pyproject = tomllib.loads(zf.read(f"{top}/pyproject.toml").decode())
+    modules = {Path(n).stem for n in names if n.startswith(f"{top}/helpers/")}
+    assert {"__init__", "attacks", "data", "model", "paths", "training"} <= modules
+    assert not modules & {"reproduce", "classroom", "series", "run_facts"}, sorted(modules)
+    assert not [n for n in names if n.startswith((f"{top}/tooling/", f"{top}/benchmarks/"))]
+    listed = pyproject["tool"]["setuptools"].get("packages")
+    if isinstance(listed, list):  # an explicit list must name only packages the kit has
+        assert all(f"{top}/{p}/__init__.py" in names for p in listed), listed

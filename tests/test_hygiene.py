@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from helpers.paths import NOTEBOOKS_DIR
-from helpers.series import CI_PARAMETERS, NOTEBOOKS
+from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
+from tooling.series import CI_PARAMETERS, NOTEBOOKS, notebook_parameters
 
 PATHS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
@@ -20,25 +20,8 @@ def code_cells(nb):
 
 
 def parameter_names(path):
-    """Names assigned in the notebook's first code cell (its parameters), in order."""
-    source = "".join(code_cells(load(path))[0]["source"])
-    return [
-        t.id
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-    ]
-
-
-def parameter_values(path):
-    """The literal values of the parameters cell: ``{name: value}``."""
-    source = "".join(code_cells(load(path))[0]["source"])
-    return {
-        t.id: ast.literal_eval(node.value)
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-    }
+    """Names assigned in the notebook's parameters cell, in order."""
+    return list(notebook_parameters(path))
 
 
 def test_notebook_defaults_match_the_recipes():
@@ -46,8 +29,8 @@ def test_notebook_defaults_match_the_recipes():
     ``RECIPES``. Both must describe the same training."""
     from helpers.training import RECIPES
 
-    nb02 = parameter_values(NOTEBOOKS_DIR / "02_training_a_cnn.ipynb")
-    nb04 = parameter_values(NOTEBOOKS_DIR / "04_adversarial_training.ipynb")
+    nb02 = notebook_parameters(NOTEBOOKS_DIR / "02_training_a_cnn.ipynb")
+    nb04 = notebook_parameters(NOTEBOOKS_DIR / "04_adversarial_training.ipynb")
     standard, fgsm, fgsm_rs, pgd = (
         RECIPES[n] for n in ("standard", "fgsm_at", "fgsm_rs_at", "pgd_at")
     )
@@ -135,3 +118,39 @@ def test_series_navigation_links_every_other_notebook(path):
     assert -1 not in positions, f"{path.name}: the series line lacks a link to {others}"
     assert positions == sorted(positions), f"{path.name}: the series line is out of order"
     assert f"({path.name})" not in nav, f"{path.name} links to itself"
+
+
+LIBRARY = sorted((PROJECT_ROOT / "helpers").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.name)
+def test_the_course_library_never_imports_the_tooling(path):
+    """One direction of imports: tooling and benchmarks import helpers, never the reverse,
+    so the student kit (helpers alone) runs without them."""
+    wrong = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        wrong += [
+            f"helpers/{path.name}:{node.lineno} imports {name}"
+            for name in names
+            if name.split(".")[0] in ("tooling", "benchmarks")
+        ]
+    assert not wrong, "; ".join(wrong)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_notebooks_import_the_course_library_not_the_tooling(path):
+    wrong = [
+        line.strip()
+        for cell in code_cells(load(path))
+        for line in "".join(cell["source"]).splitlines()
+        if line.split()[:2]
+        and line.split()[0] in ("import", "from")
+        and line.split()[1].split(".")[0] in ("tooling", "benchmarks")
+    ]
+    assert not wrong, f"{path.name}: {wrong}"

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from helpers.paths import PROJECT_ROOT
-from helpers.series import CI_PARAMETERS, NOTEBOOKS, run_notebook
+from tooling.series import CI_PARAMETERS, NOTEBOOKS, run_notebook
 
 EXECUTED = PROJECT_ROOT / "build" / "ci" / "executed"
 pytestmark = pytest.mark.notebooks
@@ -36,7 +36,7 @@ def test_notebook_runs_at_ci_size(notebook):
 
 def test_series_results_assemble(monkeypatch):
     """After the series, the metrics that `make reproduce` collects are complete and sane."""
-    from helpers.reproduce import collect_metrics, results_table, run_info
+    from tooling.reproduce import collect_metrics, results_table, run_info
 
     metrics = collect_metrics(run_info("ci"), {})
     for name in ("standard", "fgsm_at", "fgsm_rs_at", "pgd_at"):

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from helpers import reproduce
 from helpers.paths import RESULTS_DIR
+from tooling import reproduce
 
 
 def _model(clean, fgsm, pgd, robust, seconds):
@@ -92,7 +92,7 @@ def test_readme_table_is_generated_from_committed_metrics():
 
 
 def test_resuming_reads_only_finished_runs_at_the_same_size(tmp_path):
-    from helpers.reproduce import executed_seconds
+    from tooling.reproduce import executed_seconds
 
     def executed(name, **papermill):
         path = tmp_path / name
@@ -111,7 +111,7 @@ def test_resuming_reads_only_finished_runs_at_the_same_size(tmp_path):
 
 
 def test_a_run_makes_its_notebooks_models_afresh(tmp_path, monkeypatch):
-    from helpers.reproduce import forget_models_made_by
+    from tooling.reproduce import forget_models_made_by
 
     monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(tmp_path))
     models = tmp_path / "models"

@@ -13,23 +13,23 @@ layout under ``build/classroom/`` (git-ignored)::
     gradebook.db                       nbgrader's database; it keeps the hidden tests
     submitted/<student>/<id>/<id>.ipynb   copied from a folder of submissions by `grade`
     autograded/<student>/<id>/...      the executed, graded submissions
-    student-kit.zip                    the course for students: helpers, data, requirements,
-                                       the student versions in notebooks/
+    student-kit.zip                    the course for students: the course library helpers,
+                                       data, requirements, the student versions in notebooks/
     grades.csv, grades_by_exercise.csv the grade tables
     artifacts/                         models the graded notebooks save (MNIST_AD_ARTIFACTS)
 
 One assignment per notebook; its id is the notebook's name without ``.ipynb``.
 
 Size: ``full`` keeps each notebook's own parameters; ``ci`` writes the small CI values of
-:data:`helpers.series.CI_PARAMETERS` into the parameters cell of the copies, so students
+:data:`tooling.series.CI_PARAMETERS` into the parameters cell of the copies, so students
 run (and the autograder re-runs) a notebook in seconds instead of minutes. Grading resets
 every submission's parameters cell to the released one, so all students are graded at the
 same size whatever they experimented with.
 
 Command line (``make assignments`` / ``make grade`` call these)::
 
-    python -m helpers.classroom assignments [--size full|ci]
-    python -m helpers.classroom grade SUBMISSIONS [--out grades.csv]
+    python -m tooling.classroom assignments [--size full|ci]
+    python -m tooling.classroom grade SUBMISSIONS [--out grades.csv]
 """
 
 from __future__ import annotations
@@ -50,7 +50,13 @@ from pathlib import Path
 from typing import Any
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
-from helpers.series import NOTEBOOKS, parameters_for
+from tooling.series import (
+    NOTEBOOKS,
+    cell_text,
+    parameter_statements,
+    parameters_cell,
+    parameters_for,
+)
 
 COURSE_DIR: Path = PROJECT_ROOT / "build" / "classroom"
 COURSE_ID = "mnist-adversarial-defense"
@@ -64,7 +70,7 @@ VALIDATE_PASSED = "Success! Your notebook passes all the tests."
 VALIDATE_INVERT_PASSED = "Success! The notebook does not pass any tests."
 
 _CONFIG = """\
-# Written by helpers/classroom.py (`make assignments`); rewritten on every build, do not edit.
+# Written by tooling/classroom.py (`make assignments`); rewritten on every build, do not edit.
 # Run nbgrader commands from this folder so that they read this file.
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = {course_id!r}
@@ -89,11 +95,6 @@ def save_notebook(nb: Mapping[str, Any], path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def cell_text(cell: Mapping[str, Any]) -> str:
-    source = cell.get("source", "")
-    return source if isinstance(source, str) else "".join(source)
-
-
 def nbgrader_metadata(cell: Mapping[str, Any]) -> dict[str, Any]:
     """The cell's ``metadata.nbgrader`` (empty for a plain course cell)."""
     return cell.get("metadata", {}).get("nbgrader", {})
@@ -113,7 +114,7 @@ def has_exercises(nb: Mapping[str, Any]) -> bool:
 
 
 def graded_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[str]:
-    """The notebooks of :data:`helpers.series.NOTEBOOKS` that have exercises, in order."""
+    """The notebooks of :data:`tooling.series.NOTEBOOKS` that have exercises, in order."""
     return [n for n in NOTEBOOKS if has_exercises(load_notebook(notebooks_dir / n))]
 
 
@@ -136,14 +137,6 @@ def solution_lines(nb: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def parameters_cell(nb: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The cell tagged ``parameters`` (papermill's convention), or None."""
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code" and "parameters" in cell["metadata"].get("tags", []):
-            return cell
-    return None
-
-
 def set_parameters(nb: dict[str, Any], values: Mapping[str, Any], label: str = "changed") -> None:
     """Assign new values in the parameters cell, in place; each changed line keeps its
     comment and says ``label`` and the course's value.
@@ -156,13 +149,7 @@ def set_parameters(nb: dict[str, Any], values: Mapping[str, Any], label: str = "
     if cell is None:
         raise KeyError("the notebook has no cell tagged 'parameters'")
     lines = cell_text(cell).splitlines()
-    statements = {
-        target.id: node
-        for node in ast.parse("\n".join(lines)).body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
+    statements = parameter_statements("\n".join(lines))
     missing = set(values) - set(statements)
     if missing:
         raise KeyError(f"not assigned in the parameters cell: {sorted(missing)}")
@@ -311,8 +298,9 @@ def write_student_kit(
     course_dir: Path, ids: Iterable[str], notebooks_dir: Path = NOTEBOOKS_DIR
 ) -> Path:
     """``<course>/student-kit.zip``: what a student needs beside the notebooks (the
-    ``helpers`` package, MNIST, the requirements), with the student version of every
-    graded notebook and the course version of the others (they hold no solutions)."""
+    course library ``helpers``, MNIST, the requirements; not the project's tooling), with
+    the student version of every graded notebook and the course version of the others
+    (they hold no solutions)."""
     ids = list(ids)
     kit = course_dir / "student-kit.zip"
     top = Path(COURSE_ID)
@@ -514,7 +502,7 @@ def grade(submissions: Path, course_dir: Path = COURSE_DIR, out: Path | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.classroom", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tooling.classroom", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("assignments", help="build the student release (nbgrader)")
     build.add_argument("--size", choices=SIZES, default="full")

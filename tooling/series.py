@@ -1,4 +1,5 @@
-"""The notebook series, and how to execute it with papermill at full or CI size.
+"""The notebook series, its parameters cells, and how to execute it with papermill at full
+or CI size.
 
 Full size means each notebook's own defaults (its ``parameters`` cell); CI size injects
 the small values below so that the whole series runs in a few minutes on 2 CPU cores.
@@ -6,7 +7,10 @@ the small values below so that the whole series runs in a few minutes on 2 CPU c
 
 from __future__ import annotations
 
+import ast
+import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +88,43 @@ def run_notebook(
         progress_bar=False,
     )
     return output, time.perf_counter() - start
+
+
+def cell_text(cell: Mapping[str, Any]) -> str:
+    """A notebook cell's source as one string (nbformat stores a string or a list of lines)."""
+    source = cell.get("source", "")
+    return source if isinstance(source, str) else "".join(source)
+
+
+def parameters_cell(nb: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The code cell tagged ``parameters`` (papermill's convention), or None."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell["metadata"].get("tags", []):
+            return cell
+    return None
+
+
+def parameter_statements(source: str) -> dict[str, ast.Assign]:
+    """The assignments of a parameters cell's ``source``, by name, in the cell's order."""
+    return {
+        target.id: node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The parameters cell of the notebook at ``path``, parsed: ``{name: value}`` in the
+    cell's order (values are literals, as papermill needs them).
+
+    Raises ``ValueError`` if the notebook has no cell tagged ``parameters``.
+    """
+    cell = parameters_cell(json.loads(Path(path).read_text()))
+    if cell is None:
+        raise ValueError(f"{path}: no cell tagged 'parameters'")
+    return {
+        name: ast.literal_eval(node.value)
+        for name, node in parameter_statements(cell_text(cell)).items()
+    }
