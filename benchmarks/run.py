@@ -113,9 +113,8 @@ def measure(
 
     from benchmarks import measure as m
     from benchmarks import report
-    from helpers.attacks import predict_probabilities
     from helpers.data import prepare_mnist, stratified_subset
-    from helpers.model import build_cnn
+    from helpers.model import build_cnn, predict_probabilities
     from helpers.training import set_seed, train_model
     from tooling.series import NOTEBOOKS
 
@@ -137,10 +136,8 @@ def measure(
         settings, source = m.defense_settings(DEFENSES)
         if sizes.train_pgd_steps is not None:  # --quick: fewer PGD steps than the recipe
             steps = sizes.train_pgd_steps
-            settings["pgd"] = {
-                **settings["pgd"],
-                "train": {**settings["pgd"]["train"], "pgd_steps": steps},
-            }
+            pgd_train = settings["pgd"]["train"]
+            pgd_train["defense"] = pgd_train["defense"]._replace(steps=steps)
         epochs, models = m.training_epochs(
             data.x_train[:n],
             data.y_train[:n],
@@ -148,7 +145,7 @@ def measure(
             timed_epochs=sizes.timed_epochs,
             batch_size=sizes.batch_size,
         )
-        results["training_settings"] = {"source": source, **settings}
+        results["training_settings"] = {"source": source, **m.settings_record(settings)}
         standard = statistics.median(epochs["none"])
         results["standard_images_per_s"] = n / standard
         results["standard_epoch_s"] = standard * full_train / n
@@ -156,7 +153,7 @@ def measure(
         for defense in DEFENSES[1:]:
             over = statistics.median(epochs[defense]) / standard
             entry = {"over_standard": over, "epoch_s": over * results["standard_epoch_s"]}
-            entry.update(settings[defense]["train"])
+            entry.update(m.step_settings(settings[defense]["train"]))
             results["adversarial_training"][defense] = entry
             results[f"{defense}_at_epoch_over_standard"] = over
         results["training_epoch_seconds"] = epochs

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.measure import defense_settings
 from benchmarks.report import render_table, series_full_from_results, target_met
-from helpers import training
+from helpers import registry
 from helpers.paths import PROJECT_ROOT
 
 REQUIRED = (
@@ -154,10 +154,11 @@ def test_missing_reproduce_results_are_a_note_not_a_crash(tmp_path):
 def test_defense_settings_follow_the_recipes():
     defenses = ("none", "fgsm", "fgsm_rs", "pgd")
     settings, source = defense_settings(defenses)
-    assert set(settings) == set(defenses) and source == "helpers.training.RECIPES"
+    assert set(settings) == set(defenses) and source == "helpers.registry.MODELS"
     for entry in settings.values():
-        assert set(entry) == {"build", "train"} and "defense" not in entry["train"]
-    assert settings["pgd"]["train"]["pgd_steps"] == training.RECIPES["pgd_at"]["pgd_steps"]
+        assert set(entry) == {"build", "train"} and "epochs" not in entry["train"]
+    assert settings["pgd"]["train"]["defense"] == registry.MODELS["pgd_at"].train["defense"]
+    assert "defense" not in settings["none"]["train"]
 
 
 def test_readme_speed_table_is_generated_from_committed_results():

@@ -50,7 +50,7 @@ def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) ->
     the training metrics of notebooks 02 and 04, the saturated-softmax experiment of 03 and
     the robustness evaluation of 06."""
     from helpers.artifacts import load_metrics
-    from helpers.training import MODEL_LABELS
+    from helpers.registry import MODEL_LABELS
 
     robustness = load_metrics("robustness")
     attack = load_metrics("fgsm_attack")
@@ -113,7 +113,7 @@ def _pct(value: float | None) -> str:
 
 def results_table(metrics: dict[str, Any]) -> str:
     """The README's Markdown table, generated from ``metrics.json`` alone."""
-    from helpers.training import MODEL_LABELS
+    from helpers.registry import MODEL_LABELS
 
     ev = metrics["evaluation"]
     key = _key(ev["eps"])
@@ -234,15 +234,16 @@ def run_series(size: str, executed_dir: Path, start_at: str | None = None) -> di
 
 
 def forget_models_made_by(notebook: str) -> list[str]:
-    """Delete the saved models that ``notebook`` makes (``helpers.artifacts.PRODUCED_BY``),
+    """Delete the saved models that ``notebook`` makes (``helpers.registry.MODELS``),
     so that a run makes them afresh with its own settings instead of loading a copy left
     by an earlier run (notebook 06 loads its surrogate and leaky models if they exist).
     Returns the names of the models deleted."""
-    from helpers.artifacts import PRODUCED_BY, model_path
+    from helpers.artifacts import model_path
+    from helpers.registry import MODELS
 
     gone = []
-    for name, producer in PRODUCED_BY.items():
-        if Path(producer).name == notebook and model_path(name).exists():
+    for name, spec in MODELS.items():
+        if Path(spec.notebook).name == notebook and model_path(name).exists():
             model_path(name).unlink()
             gone.append(name)
     return gone

@@ -38,7 +38,6 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
         "EPOCHS": 2,
         "FGSM_RS_EPOCHS": 1,
         "PGD_EPOCHS": 1,
-        "MONITOR_PGD_STEPS": 5,
     },
     "05_evaluation.ipynb": {"N_TEST": 500, "N_PGD": 100, "PGD_RESTARTS": 1, **_CI_REBUILD},
     "06_robustness_evaluation.ipynb": {
