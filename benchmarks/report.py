@@ -199,6 +199,22 @@ def render_table(results: dict[str, Any]) -> str:
                     _mark(f"{peer}_{attack}_over_ours", rec["over_ours"]),
                 )
             )
+    aa = r.get("autoattack_peers", {})
+    for attack, label in (
+        ("apgd", f"APGD-CE ({sizes.get('aa_apgd_steps', '?')} steps)"),
+        ("square", f"Square ({sizes.get('aa_queries', '?')} queries)"),
+    ):
+        if attack in aa:
+            rec = aa[attack]
+            rows.append(
+                (
+                    f"ART {label}, {aa['model']}, {aa['images']:,} images",
+                    f"**{rec['art_seconds'] / rec['ours_seconds']:.2f}×** our time; adversarial "
+                    f"accuracy {100 * rec['art_accuracy']:.1f}% vs ours "
+                    f"{100 * rec['ours_accuracy']:.1f}%",
+                    "ours ≤ ART + 2 points " + ("✓" if rec["agrees"] else "✗"),
+                )
+            )
     table = "| measure | result | target |\n|---|---|---|\n"
     table += "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     m = r.get("machine", {})

@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helpers.paths import PROJECT_ROOT
+
+if TYPE_CHECKING:  # only for annotations: --help starts without TensorFlow
+    import keras
+    import numpy as np
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results.json"
 QUICK_RESULTS = PROJECT_ROOT / "build" / "bench" / "results-quick.json"
@@ -50,6 +55,9 @@ class Sizes:
     peer_images: int  # test images for the ART / CleverHans comparison
     peer_pgd_steps: int
     peer_reps: int
+    aa_images: int  # test images for the APGD / Square comparison with ART
+    aa_apgd_steps: int
+    aa_queries: int  # Square's queries
 
 
 DEFAULT = Sizes(
@@ -67,6 +75,9 @@ DEFAULT = Sizes(
     peer_images=2_000,
     peer_pgd_steps=10,
     peer_reps=3,
+    aa_images=500,
+    aa_apgd_steps=100,
+    aa_queries=1000,
 )
 QUICK = Sizes(
     train_images=512,
@@ -83,6 +94,9 @@ QUICK = Sizes(
     peer_images=128,
     peer_pgd_steps=3,
     peer_reps=2,
+    aa_images=32,
+    aa_apgd_steps=5,
+    aa_queries=20,
 )
 DEFENSES = ("none", "fgsm", "fgsm_rs", "pgd")
 #: The measurements, in the order they run; --only / --skip-* pick among them.
@@ -97,6 +111,37 @@ def _section(title: str) -> float:
 
 def _done(start: float, text: str = "") -> None:
     print(f"   {text}{' ' if text else ''}({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def _autoattack_against_art(
+    sizes: Sizes, x_test: np.ndarray, y_test: np.ndarray, fallback: keras.Model
+) -> dict[str, Any]:
+    """Our APGD-CE and Square against ART's, on the PGD-trained CNN of the last full-size
+    `make reproduce` where there is one (on a standard CNN both attacks reach ~0%, and
+    agreeing there proves little), else on the benchmark's own model."""
+    from benchmarks.peers import compare_autoattack
+    from helpers.artifacts import load_model, model_path
+    from helpers.data import stratified_subset
+
+    robust = model_path("pgd_at").exists() and not os.environ.get("MNIST_AD_ARTIFACTS")
+    model = load_model("pgd_at") if robust else fallback
+    xa, ya = stratified_subset(x_test, y_test, sizes.aa_images, seed=0)
+    start = _section(f"APGD and Square, ours vs ART, on {len(xa):,} test images")
+    result = compare_autoattack(
+        model, xa, ya, eps=EPS, apgd_steps=sizes.aa_apgd_steps, queries=sizes.aa_queries
+    )
+    result["model"] = "artifacts/models/pgd_at.keras" if robust else "the benchmark's model"
+    for name in ("apgd", "square"):
+        if name in result:
+            r = result[name]
+            print(
+                f"   {name}: ours {r['ours_accuracy']:.4f} in {r['ours_seconds']:.1f} s, ART "
+                f"{r['art_accuracy']:.4f} in {r['art_seconds']:.1f} s"
+                f"{'' if r['agrees'] else '  OURS WEAKER'}",
+                flush=True,
+            )
+    _done(start)
+    return result
 
 
 def measure(
@@ -277,6 +322,8 @@ def measure(
                 else:
                     print(f"   {peer} {attack}: {rec.get('error')}", flush=True)
         _done(start)
+        if "art" in peers:
+            results["autoattack_peers"] = _autoattack_against_art(sizes, x_test, y_test, model)
 
     # -- the notebook series -----------------------------------------------------------
     full = report.series_full_from_results()
