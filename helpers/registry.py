@@ -88,17 +88,17 @@ MODELS: dict[str, ModelSpec] = {
         "surrogate CNN (the attacker's own)",
         _NB06,
         _STANDARD_BUILD,
-        {"epochs": 6, "lr_schedule": "cosine", "monitor": Monitor()},
+        {"epochs": 3, "lr_schedule": "cosine", "monitor": Monitor(eps=EPS)},
     ),
     "fgsm_leaky": ModelSpec(
         "FGSM-trained at ε=0.5, all adversarial",
         _NB06,
         _STANDARD_BUILD,
         {
-            "epochs": 5,
+            "epochs": 3,
             "lr_schedule": "cosine",
             "defense": Defense("fgsm", eps=0.5, adv_fraction=1.0),
-            "monitor": Monitor(),
+            "monitor": Monitor(eps=EPS),
         },
     ),
 }

@@ -10,17 +10,20 @@ Vocabulary used throughout:
   *and* under every attack -- the mean over examples of the worst case over attacks, which
   is the number to report as robust accuracy;
 - a *check* is a :class:`Check`: one sanity check on one model, passed or not, with the
-  numbers that decided it.
+  numbers that decided it;
+- the *headline* (:class:`Headline`) is the evaluation at one budget that a table reports:
+  clean and FGSM accuracy on the whole test set, PGD with restarts and the robust accuracy
+  over a battery of attacks on a fixed subset, strengthened where the convergence check
+  had to attack harder (:func:`evaluate_headline`, :func:`strengthen_headline`).
 
-PGD here uses a step proportional to the budget, ``step = travel * eps / steps``: with the
-default ``travel = 1.6`` and 40 steps that is 0.01 at eps = 0.25, and the attack can cross
-the ball 1.6 times
-at every budget.
+PGD's step is a fraction ``rel_step`` of the budget (:data:`helpers.attacks.PGD_REL_STEP`,
+0.04: 0.01 at ε = 0.25), so the attack is equally thorough at every budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any, NamedTuple
 
@@ -28,16 +31,16 @@ import keras
 import numpy as np
 
 from helpers.attacks import (
+    PGD_REL_STEP,
+    PGD_STEPS,
     effort_accuracy,
-    extend_pgd_effort,
     fgsm,
     pgd,
     pgd_effort,
     random_sign_noise,
-    validate_epsilon,
 )
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
-from helpers.evaluation import accuracy, eps_key, worst_case_accuracy
+from helpers.evaluation import accuracy, eps_key, fgsm_accuracy_curve, worst_case_accuracy
 
 #: The attacks of a curve, weakest idea first; "worst_case" combines them.
 ATTACKS: tuple[str, ...] = ("noise", "transfer", "fgsm", "pgd")
@@ -52,23 +55,14 @@ class Check(NamedTuple):
     detail: str
 
 
-def pgd_settings(eps: float, steps: int = 40, travel: float = 1.6) -> dict[str, float | int]:
-    """PGD's ``steps`` and ``step_size = travel * eps / steps`` for a budget ``eps``: all
-    steps together can move a pixel ``travel`` times the budget, whatever ``steps`` is."""
-    eps = validate_epsilon(eps)
-    if not travel > 0:
-        raise ValueError(f"travel must be positive, got {travel!r}")
-    return {"steps": steps, "step_size": max(travel * eps / steps, 1e-6)}
-
-
 def transfer_examples(
     source: keras.Model,
     x: np.ndarray,
     y: np.ndarray,
     epsilons: Iterable[float],
     *,
-    steps: int = 40,
-    travel: float = 1.6,
+    steps: int = PGD_STEPS,
+    rel_step: float = PGD_REL_STEP,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """PGD examples crafted on ``source`` (the attacker's own model) for every budget:
@@ -76,7 +70,7 @@ def transfer_examples(
     black-box transfer attack; compute them once and reuse them for every target."""
     labels = to_int_labels(y)
     return {
-        eps_key(eps): pgd(source, x, labels, eps, seed=seed, **pgd_settings(eps, steps, travel))
+        eps_key(eps): pgd(source, x, labels, eps, steps=steps, rel_step=rel_step, seed=seed)
         if eps > 0
         else validate_images(x).copy()
         for eps in epsilons
@@ -90,9 +84,9 @@ def robustness_curve(
     epsilons: Iterable[float],
     *,
     transfer: Mapping[str, np.ndarray] | None = None,
-    steps: int = 40,
+    steps: int = PGD_STEPS,
     restarts: int = 1,
-    travel: float = 1.6,
+    rel_step: float = PGD_REL_STEP,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Accuracy of ``model`` under every attack of :data:`ATTACKS`, per budget.
@@ -102,7 +96,7 @@ def robustness_curve(
         epsilons: budgets in [0, 1].
         transfer: :func:`transfer_examples` made on ``x`` for (at least) these budgets;
             without it the curve has no ``"transfer"`` attack.
-        steps, restarts, travel: PGD's settings (see :func:`pgd_settings`).
+        steps, restarts, rel_step: PGD's settings (see :func:`helpers.attacks.pgd`).
 
     Returns:
         ``{"clean": {eps_key: acc}, "fgsm": ..., "pgd": ..., "noise": ..., ["transfer": ...],
@@ -119,13 +113,7 @@ def robustness_curve(
             "noise": random_sign_noise(x, eps, seed=seed),
             "fgsm": fgsm(model, x, labels, eps),
             "pgd": pgd(
-                model,
-                x,
-                labels,
-                eps,
-                restarts=restarts,
-                seed=seed,
-                **pgd_settings(eps, steps, travel),
+                model, x, labels, eps, steps=steps, rel_step=rel_step, restarts=restarts, seed=seed
             )
             if eps > 0
             else x,
@@ -143,12 +131,14 @@ def robustness_curve(
     return curve
 
 
-def _effort_summary(
-    accuracy_at: Callable[[int, int], float], steps: int, restarts: int
-) -> dict[str, Any]:
-    """The :func:`attack_effort` dictionary, from ``accuracy_at(steps, restarts)``."""
-    by_steps = {str(k): accuracy_at(k, restarts) for k in range(10, 2 * steps + 1, 10)}
-    by_restarts = {str(r): accuracy_at(steps, r) for r in range(1, 2 * restarts + 1)}
+def _effort_summary(fooled_at: np.ndarray, steps: int, restarts: int) -> dict[str, Any]:
+    """The :func:`attack_effort` dictionary, from ``fooled_at`` of a :func:`pgd_effort` run
+    of at least ``2 * steps`` steps and ``2 * restarts`` restarts."""
+    unit = math.gcd(steps, 10)  # every 10 steps where the steps are a multiple of 10
+    by_steps = {
+        str(k): effort_accuracy(fooled_at, k, restarts) for k in range(unit, 2 * steps + 1, unit)
+    }
+    by_restarts = {str(r): effort_accuracy(fooled_at, steps, r) for r in range(1, 2 * restarts + 1)}
     return {
         "by_steps": by_steps,
         "by_restarts": by_restarts,
@@ -164,25 +154,23 @@ def attack_effort(
     y: np.ndarray,
     eps: float,
     *,
-    steps: int = 40,
+    steps: int = PGD_STEPS,
     restarts: int = 5,
-    step_size: float = 0.01,
+    rel_step: float = PGD_REL_STEP,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """PGD accuracy at ``eps`` as the attack's effort grows, up to twice the configured
-    steps and restarts, from one run of :func:`helpers.attacks.pgd_effort`.
+    """PGD accuracy at ``eps`` as the attack's effort grows, up to twice the given steps
+    and restarts, from one run of :func:`helpers.attacks.pgd_effort`.
 
-    ``steps`` must be a multiple of 10. Returns ``{"by_steps": {k: acc} (at ``restarts``
-    restarts, k = 10, 20, ... 2 * steps), "by_restarts": {r: acc} (at ``steps`` steps, r = 1
-    ... 2 * restarts), "base", "double_steps", "double_restarts"}`` with string keys. If the
-    attack has converged, doubling its effort changes little.
+    Returns ``{"by_steps": {k: acc} (at ``restarts`` restarts, k up to 2 * steps),
+    "by_restarts": {r: acc} (at ``steps`` steps, r = 1 ... 2 * restarts), "base",
+    "double_steps", "double_restarts"}`` with string keys. If the attack has converged,
+    doubling its effort changes little.
     """
-    if steps % 10:
-        raise ValueError(f"steps must be a multiple of 10, got {steps}")
-    fooled_at = pgd_effort(
-        model, x, y, eps, step_size=step_size, steps=2 * steps, restarts=2 * restarts, seed=seed
+    effort = pgd_effort(
+        model, x, y, eps, steps=2 * steps, restarts=2 * restarts, rel_step=rel_step, seed=seed
     )
-    return _effort_summary(lambda k, r: effort_accuracy(fooled_at, k, r), steps, restarts)
+    return _effort_summary(effort.fooled_at, steps, restarts)
 
 
 def converge_attack(
@@ -191,9 +179,9 @@ def converge_attack(
     y: np.ndarray,
     eps: float,
     *,
-    steps: int = 40,
+    steps: int = PGD_STEPS,
     restarts: int = 5,
-    step_size: float = 0.01,
+    rel_step: float = PGD_REL_STEP,
     tolerance: float = 0.02,
     max_steps: int = 160,
     max_restarts: int = 20,
@@ -205,13 +193,9 @@ def converge_attack(
     steps lowers the accuracy by ``tolerance`` or more, the steps are doubled; likewise the
     restarts; and the measurement is repeated, up to ``max_steps`` and ``max_restarts``.
     This is what an evaluator does when the convergence check fails: not loosen the check,
-    but attack harder until the number stops moving.
-
-    No step is taken twice: restart ``r`` with the same seed follows the same path whatever
-    the total number of steps, so each measurement takes the restarts of the last one up
-    from where they stopped (:func:`helpers.attacks.extend_pgd_effort`) and runs only the
-    steps and restarts that are new, with the numbers a fresh :func:`attack_effort` at the
-    final setting would give.
+    but attack harder until the number stops moving. Each measurement takes the restarts
+    of the last one up where they stopped (see :func:`helpers.attacks.pgd_effort`), so no
+    step is taken twice.
 
     Returns the last :func:`attack_effort` result plus ``"steps"``, ``"restarts"`` (the
     setting it converged at, or the last one tried) and ``"tried"``: ``[[steps, restarts,
@@ -219,41 +203,183 @@ def converge_attack(
     """
     if tolerance <= 0:
         raise ValueError(f"tolerance must be positive, got {tolerance}")
-    if steps % 10:
-        raise ValueError(f"steps must be a multiple of 10, got {steps}")
-    progress = None
-
-    def accuracy_at(k: int, r: int) -> float:
-        assert progress is not None and len(progress.steps) >= r, (k, r)
-        assert (progress.steps[:r] >= k).all(), (k, r)
-        return effort_accuracy(progress.fooled_at, k, r)
-
-    tried: list[list[float]] = []
+    effort, tried = None, []
     while True:
         for k, r in ((2 * steps, restarts), (steps, 2 * restarts)):
-            progress = extend_pgd_effort(
-                model,
-                x,
-                y,
-                eps,
-                progress=progress,
-                step_size=step_size,
-                steps=k,
-                restarts=r,
-                seed=seed,
+            effort = pgd_effort(
+                model, x, y, eps, steps=k, restarts=r, rel_step=rel_step, seed=seed, earlier=effort
             )
-        result = _effort_summary(accuracy_at, steps, restarts)
+        result = _effort_summary(effort.fooled_at, steps, restarts)
         tried.append([steps, restarts, result["base"]])
-        more_steps = result["base"] - result["double_steps"] >= tolerance
-        more_restarts = result["base"] - result["double_restarts"] >= tolerance
-        can_step = more_steps and 2 * steps <= max_steps
-        can_restart = more_restarts and 2 * restarts <= max_restarts
+        can_step = result["base"] - result["double_steps"] >= tolerance and 2 * steps <= max_steps
+        can_restart = (
+            result["base"] - result["double_restarts"] >= tolerance and 2 * restarts <= max_restarts
+        )
         if not (can_step or can_restart):
             return {**result, "steps": steps, "restarts": restarts, "tried": tried}
-        if can_step:
-            steps *= 2
-        if can_restart:
-            restarts *= 2
+        steps, restarts = steps * (2 if can_step else 1), restarts * (2 if can_restart else 1)
+
+
+# --- the headline numbers at one budget ---------------------------------------------------
+
+
+class Headline(NamedTuple):
+    """The headline evaluation of several models at one budget (see :func:`evaluate_headline`).
+
+    ``numbers``: ``{model: {"clean", "fgsm", "pgd", "robust"[, "converged_at",
+    "pgd_converged"]}}``, accuracies in [0, 1]; ``batteries``: ``{model: {attack: images
+    (n, 28, 28, 1)}}``, the adversarial images behind them.
+    """
+
+    numbers: dict[str, dict[str, Any]]
+    batteries: dict[str, dict[str, np.ndarray]]
+
+
+def headline_battery(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    transfer: np.ndarray,
+    steps: int = PGD_STEPS,
+    restarts: int = 5,
+    rel_step: float = PGD_REL_STEP,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """The attacks of the headline on images ``x`` ``(n, 28, 28, 1)`` in [0, 1] at ``eps``.
+
+    ``transfer``: PGD examples of ``x`` crafted on another model (:func:`transfer_examples`),
+    the same for every model evaluated. Returns ``{"fgsm", "pgd", "transfer", "noise"}``:
+    adversarial images of the shape of ``x``, PGD with ``restarts`` random restarts (each
+    image keeps its worst case), noise of random ±eps signs.
+    """
+    x, labels = validate_images(x), to_int_labels(y)
+    if transfer.shape != x.shape:
+        raise ValueError(f"transfer examples {transfer.shape} must be made on x {x.shape}")
+    pgd_images = pgd(
+        model, x, labels, eps, steps=steps, rel_step=rel_step, restarts=restarts, seed=seed
+    )
+    return {
+        "fgsm": fgsm(model, x, labels, eps),
+        "pgd": pgd_images,
+        "transfer": transfer,
+        "noise": random_sign_noise(x, eps, seed=seed),
+    }
+
+
+def headline_numbers(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    battery: Mapping[str, np.ndarray],
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    eps: float,
+) -> dict[str, float]:
+    """The headline row of one model: ``{"clean", "fgsm", "pgd", "robust"}`` in [0, 1].
+
+    Clean and FGSM accuracy (at ``eps``) on the whole test set ``x_test``; PGD and robust
+    accuracy (the per-image worst case over every attack of ``battery``, made on ``x``) on
+    the headline images ``x``, a subset of it.
+    """
+    on_head = worst_case_accuracy(model, x, y, battery)
+    full = fgsm_accuracy_curve(model, x_test, y_test, [0.0, eps])
+    return {
+        "clean": full["0"],
+        "fgsm": full[eps_key(eps)],
+        "pgd": on_head["pgd"],
+        "robust": on_head["worst_case"],
+    }
+
+
+def evaluate_headline(
+    models: Mapping[str, keras.Model],
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    surrogate: keras.Model,
+    eps: float,
+    steps: int = PGD_STEPS,
+    restarts: int = 5,
+    rel_step: float = PGD_REL_STEP,
+    seed: int = 0,
+) -> Headline:
+    """Every model against the headline battery at ``eps``: :func:`headline_battery` on the
+    headline images ``x`` (the transfer examples crafted once, on ``surrogate``, with the
+    same PGD but a single start), then :func:`headline_numbers`, with clean and FGSM
+    accuracy on all of ``x_test``."""
+    crafted = transfer_examples(surrogate, x, y, [eps], steps=steps, rel_step=rel_step, seed=seed)
+    transfer = crafted[eps_key(eps)]
+    numbers, batteries = {}, {}
+    for name, model in models.items():
+        batteries[name] = headline_battery(
+            model, x, y, eps, transfer=transfer, steps=steps, restarts=restarts,
+            rel_step=rel_step, seed=seed,
+        )  # fmt: skip
+        numbers[name] = headline_numbers(model, x, y, batteries[name], x_test, y_test, eps)
+    return Headline(numbers, batteries)
+
+
+def strengthen_one(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    numbers: Mapping[str, Any],
+    battery: Mapping[str, np.ndarray],
+    effort: Mapping[str, Any],
+    eps: float,
+    *,
+    rel_step: float = PGD_REL_STEP,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One model's headline after the convergence check (see :func:`strengthen_headline`).
+
+    ``effort``: :func:`converge_attack` for this model, started at the headline's PGD setting.
+    Returns new ``(numbers, battery)`` (the arguments are not changed): ``numbers`` gains
+    ``"converged_at"`` (e.g. ``"PGD-80×5"``); where the check had to attack harder than the
+    headline, PGD at that setting is run on ``x`` and joins the battery as
+    ``"pgd_converged"``, ``numbers`` gains its accuracy and ``"robust"`` becomes the worst
+    case over the enlarged battery (never higher than before). ``"pgd"`` is kept.
+    """
+    numbers = {**numbers, "converged_at": f"PGD-{effort['steps']}×{effort['restarts']}"}
+    battery = dict(battery)
+    if len(effort["tried"]) == 1:  # converged at the headline's own setting
+        return numbers, battery
+    battery["pgd_converged"] = pgd(
+        model, x, y, eps, steps=effort["steps"], rel_step=rel_step,
+        restarts=effort["restarts"], seed=seed,
+    )  # fmt: skip
+    on_head = worst_case_accuracy(model, x, y, battery)
+    numbers.update(pgd_converged=on_head["pgd_converged"], robust=on_head["worst_case"])
+    return numbers, battery
+
+
+def strengthen_headline(
+    models: Mapping[str, keras.Model],
+    numbers: Mapping[str, Mapping[str, Any]],
+    batteries: Mapping[str, Mapping[str, np.ndarray]],
+    efforts: Mapping[str, Mapping[str, Any]],
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    rel_step: float = PGD_REL_STEP,
+    seed: int = 0,
+) -> Headline:
+    """The headline of :func:`evaluate_headline` after :func:`sanity_checks`: where the
+    convergence check needed a stronger PGD than the headline's, that PGD is run on the
+    headline images ``x`` too and the robust accuracy includes it (:func:`strengthen_one`).
+    ``efforts``: ``{model: converge_attack result}``. Returns a new :class:`Headline`."""
+    result = Headline({}, {})
+    for name, model in models.items():
+        result.numbers[name], result.batteries[name] = strengthen_one(
+            model, x, y, numbers[name], batteries[name], efforts[name], eps,
+            rel_step=rel_step, seed=seed,
+        )  # fmt: skip
+    return result
 
 
 # --- the sanity checks -------------------------------------------------------------------
@@ -362,6 +488,71 @@ def check_worst_case(model: str, curve: Mapping[str, Mapping[str, float]]) -> Ch
     return Check("robust = worst case", model, not bad, detail)
 
 
+def model_checks(
+    label: str,
+    model: keras.Model,
+    curve: Mapping[str, Mapping[str, float]],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    eps: float,
+    chance_eps: float = 0.5,
+    steps: int = PGD_STEPS,
+    restarts: int = 5,
+    rel_step: float = PGD_REL_STEP,
+    tolerance: float = 0.02,
+    max_steps: int = 160,
+    max_restarts: int = 20,
+    seed: int = 0,
+) -> tuple[list[Check], dict[str, Any]]:
+    """Every sanity check on one model (named ``label`` in the checks).
+
+    On the check images ``x`` ``(n, 28, 28, 1)``: PGD (``steps``, one start) at
+    ``chance_eps`` for the chance check, and :func:`converge_attack` at ``eps`` from
+    (``steps``, ``restarts``) up to (``max_steps``, ``max_restarts``); the other checks read
+    the model's :func:`robustness_curve` ``curve``. Returns ``(checks, effort)``: the six
+    checks in the order of the checklist and the :func:`converge_attack` result.
+    """
+    at_chance = pgd(model, x, y, chance_eps, steps=steps, rel_step=rel_step, seed=seed)
+    effort = converge_attack(
+        model, x, y, eps, steps=steps, restarts=restarts, rel_step=rel_step, tolerance=tolerance,
+        max_steps=max_steps, max_restarts=max_restarts, seed=seed,
+    )  # fmt: skip
+    checks = [
+        check_chance_at_large_budget(label, accuracy(model, at_chance, y), chance_eps),
+        check_iterative_beats_single_step(label, curve),
+        check_monotone_in_budget(label, curve),
+        check_converged(label, effort, tolerance),
+        check_white_box_strongest(label, curve),
+        check_worst_case(label, curve),
+    ]
+    return checks, effort
+
+
+def sanity_checks(
+    models: Mapping[str, keras.Model],
+    curves: Mapping[str, Mapping[str, Mapping[str, float]]],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    labels: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> tuple[list[Check], dict[str, dict[str, Any]]]:
+    """:func:`model_checks` for every model, one model after another.
+
+    ``curves``: ``{model: robustness_curve}``; ``labels``: how the checks name each model
+    (default: its key); ``settings``: the keyword arguments of :func:`model_checks`
+    (``eps``, ``chance_eps``, ``steps``, ``restarts``, ``tolerance``...). Returns
+    ``(checks, efforts)``: all checks, model by model, and ``{model: converge_attack result}``.
+    """
+    checks, efforts = [], {}
+    for name, model in models.items():
+        label = name if labels is None else labels[name]
+        found, efforts[name] = model_checks(label, model, curves[name], x, y, **settings)
+        checks += found
+    return checks, efforts
+
+
 def require(checks: Sequence[Check]) -> None:
     """Raise ``AssertionError`` listing every failed check (a loud stop, not a warning)."""
     failed = [c for c in checks if not c.passed]
@@ -371,6 +562,45 @@ def require(checks: Sequence[Check]) -> None:
             f"{len(failed)} of {len(checks)} sanity checks failed; the evaluation cannot be "
             f"trusted until they pass:\n{lines}"
         )
+
+
+# --- label leaking -----------------------------------------------------------------------
+
+
+def label_leaking(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    known: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Clean accuracy against FGSM at ``eps`` made with the true and with the predicted labels.
+
+    On images ``x`` ``(n, 28, 28, 1)`` in [0, 1] (the whole test set, in notebook 06).
+    ``known``: clean and FGSM accuracy (true labels, at ``eps``) already measured on these
+    images, as ``{"clean": ..., "fgsm": ...}`` (a :func:`headline_numbers` row); they are
+    then not measured again. Returns ``{"eps", "clean", "true_label", "predicted_label"}``,
+    accuracies in [0, 1]. FGSM accuracy above the clean accuracy with true labels, but not
+    with predicted ones, means the model reads the label off the perturbation
+    (Kurakin et al. 2017): see :func:`leaking_table`.
+    """
+    key = eps_key(eps)
+    with_true = (
+        {"0": known["clean"], key: known["fgsm"]}
+        if known is not None
+        else fgsm_accuracy_curve(model, x, y, [0.0, eps])
+    )
+    with_predicted = fgsm_accuracy_curve(model, x, y, [eps], attack_labels="predicted")
+    return {
+        "eps": eps,
+        "clean": with_true["0"],
+        "true_label": with_true[key],
+        "predicted_label": with_predicted[key],
+    }
+
+
+# --- tables -----------------------------------------------------------------------------
 
 
 def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

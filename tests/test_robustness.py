@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from conftest import tiny_smooth_model
 
-from helpers import attacks
+from helpers import attacks, engine
 from helpers import robustness as rb
-from helpers.evaluation import accuracy
+from helpers.evaluation import accuracy, fgsm_accuracy_curve, worst_case_accuracy
 
 
 def curve(pgd, fgsm=None, noise=None, transfer=None):
@@ -17,11 +17,17 @@ def curve(pgd, fgsm=None, noise=None, transfer=None):
     return out
 
 
-def test_pgd_settings_scale_the_step_with_the_budget():
-    assert rb.pgd_settings(0.25) == {"steps": 40, "step_size": pytest.approx(0.01)}
-    assert rb.pgd_settings(0.5, steps=10, travel=1.0)["step_size"] == pytest.approx(0.05)
-    with pytest.raises(ValueError):
-        rb.pgd_settings(1.5)
+def test_transfer_examples_take_the_step_as_a_fraction_of_each_budget(small_mnist):
+    x, y = small_mnist.x_test[:40], small_mnist.y_test[:40]
+    source = tiny_smooth_model()
+    made = rb.transfer_examples(source, x, y, [0.0, 0.1, 0.2], steps=5, rel_step=0.1, seed=3)
+    assert list(made) == ["0", "0.1", "0.2"]
+    np.testing.assert_array_equal(made["0"], x)
+    for eps in (0.1, 0.2):
+        expected = attacks.pgd(source, x, y, eps, steps=5, rel_step=0.1, seed=3)
+        np.testing.assert_array_equal(made[str(eps)], expected)
+        assert np.abs(made[str(eps)] - x).max() <= eps + 1e-6
+    assert not np.array_equal(made["0.1"], made["0.2"])
 
 
 def test_robustness_curve_on_a_trained_model(trained_cnn, small_mnist):
@@ -29,7 +35,7 @@ def test_robustness_curve_on_a_trained_model(trained_cnn, small_mnist):
     epsilons = [0.0, 0.1, 0.2]
     transfer = rb.transfer_examples(tiny_smooth_model(), x, y, epsilons, steps=5)
     result = rb.robustness_curve(
-        trained_cnn, x, y, epsilons, transfer=transfer, steps=10, travel=1.0
+        trained_cnn, x, y, epsilons, transfer=transfer, steps=10, rel_step=0.1
     )
     assert set(result) == {"clean", "noise", "transfer", "fgsm", "pgd", "worst_case"}
     clean = accuracy(trained_cnn, x, y)
@@ -46,26 +52,28 @@ def test_robustness_curve_on_a_trained_model(trained_cnn, small_mnist):
 
 def test_attack_effort_never_reports_a_weaker_attack_for_more_effort(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    result = rb.attack_effort(trained_cnn, x, y, 0.1, steps=10, restarts=2, step_size=0.01)
+    result = rb.attack_effort(trained_cnn, x, y, 0.1, steps=10, restarts=2, rel_step=0.1)
     assert list(result["by_steps"]) == ["10", "20"] and list(result["by_restarts"]) == list("1234")
     by_restarts = list(result["by_restarts"].values())
     assert by_restarts == sorted(by_restarts, reverse=True)
     assert result["double_steps"] <= result["base"] and result["double_restarts"] <= result["base"]
     assert result["base"] == result["by_restarts"]["2"] == result["by_steps"]["10"]
-    with pytest.raises(ValueError, match="multiple of 10"):
-        rb.attack_effort(trained_cnn, x, y, 0.1, steps=15)
+    # Steps that are no multiple of 10 are reported at their greatest common divisor with 10.
+    odd = rb.attack_effort(trained_cnn, x[:20], y[:20], 0.1, steps=15, restarts=1)
+    assert list(odd["by_steps"]) == ["5", "10", "15", "20", "25", "30"]
 
 
-def count_pgd_steps(model, monkeypatch) -> list[int]:
-    """From now on, count the image-steps PGD takes on ``model`` (a one-element list)."""
-    cache = attacks._compiled(model)
-    loop, count = cache["pgd_loop"], [0]
+def count_pgd_steps(monkeypatch) -> list[int]:
+    """From now on, count the image-steps PGD takes (a one-element list): every batched
+    call of :func:`helpers.attacks.pgd_step` is one step of each image it is given."""
+    run, count = engine.in_batches, [0]
 
-    def counting(x0, *args):
-        count[0] += len(x0) * int(args[-2])  # images x steps of this compiled call
-        return loop(x0, *args)
+    def counting(model, fn, arrays, *args, **kwargs):
+        if fn is attacks.pgd_step:
+            count[0] += len(arrays[0])
+        return run(model, fn, arrays, *args, **kwargs)
 
-    monkeypatch.setitem(cache, "pgd_loop", counting)
+    monkeypatch.setattr(engine, "in_batches", counting)
     return count
 
 
@@ -73,12 +81,12 @@ def test_converge_attack_attacks_harder_until_doubling_stops_helping(
     trained_cnn, small_mnist, monkeypatch
 ):
     x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
-    kwargs = dict(steps=10, restarts=1, step_size=0.002, seed=0)
+    kwargs = dict(steps=10, restarts=1, rel_step=0.02, seed=0)
     # A tolerance no change can reach: the first setting is reported as is.
     lax = rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=1.0, **kwargs)
     assert (lax["steps"], lax["restarts"], len(lax["tried"])) == (10, 1, 1)
-    # Tiny steps (travel 0.02 < eps) are far from converged: it must escalate.
-    pgd_steps = count_pgd_steps(trained_cnn, monkeypatch)
+    # Tiny steps (10 of 0.02·eps travel 0.2·eps) are far from converged: it must escalate.
+    pgd_steps = count_pgd_steps(monkeypatch)
     strict = rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=1e-9, max_steps=40, **kwargs)
     strict_cost = pgd_steps[0]
     assert strict["steps"] == 40 and len(strict["tried"]) >= 3
@@ -88,20 +96,130 @@ def test_converge_attack_attacks_harder_until_doubling_stops_helping(
     assert "not at PGD-10×1" in rb.check_converged("m", strict, 1e-9).detail
     # Reusing earlier runs gives what a fresh measurement at the final setting gives.
     fresh = rb.attack_effort(
-        trained_cnn,
-        x,
-        y,
-        0.1,
-        steps=strict["steps"],
-        restarts=strict["restarts"],
-        step_size=0.002,
-        seed=0,
+        trained_cnn, x, y, 0.1, steps=strict["steps"], restarts=strict["restarts"], rel_step=0.02
     )
     assert {k: strict[k] for k in fresh} == fresh
     # ... at less cost: no step taken twice, so no more PGD steps than that one measurement.
     assert 0 < strict_cost <= pgd_steps[0] - strict_cost
     with pytest.raises(ValueError, match="tolerance"):
         rb.converge_attack(trained_cnn, x, y, 0.1, tolerance=0.0)
+
+
+def test_evaluate_headline_runs_the_battery_on_every_model(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:60], small_mnist.y_test[:60]
+    x_test, y_test = small_mnist.x_test[:200], small_mnist.y_test[:200]
+    surrogate, other = tiny_smooth_model(), tiny_smooth_model(seed=1)
+    settings = dict(steps=5, restarts=2, rel_step=0.1, seed=4)
+    numbers, batteries = rb.evaluate_headline(
+        {"cnn": trained_cnn, "other": other}, x, y, x_test, y_test, surrogate=surrogate, eps=0.2,
+        **settings,
+    )  # fmt: skip
+    assert list(numbers) == list(batteries) == ["cnn", "other"]
+    battery = batteries["cnn"]
+    assert list(battery) == ["fgsm", "pgd", "transfer", "noise"]
+    # Each attack is the library's, with the given settings; the transfer examples are made
+    # once on the surrogate (one start) and are the same for every model.
+    pgd = attacks.pgd(trained_cnn, x, y, 0.2, **settings)
+    np.testing.assert_array_equal(battery["pgd"], pgd)
+    np.testing.assert_array_equal(battery["fgsm"], attacks.fgsm(trained_cnn, x, y, 0.2))
+    np.testing.assert_array_equal(battery["noise"], attacks.random_sign_noise(x, 0.2, seed=4))
+    transfer = rb.transfer_examples(surrogate, x, y, [0.2], steps=5, rel_step=0.1, seed=4)["0.2"]
+    np.testing.assert_array_equal(battery["transfer"], transfer)
+    np.testing.assert_array_equal(batteries["other"]["transfer"], transfer)
+    # Clean and FGSM on the whole test set; PGD and the worst case on the headline images.
+    full = fgsm_accuracy_curve(trained_cnn, x_test, y_test, [0.0, 0.2])
+    on_head = worst_case_accuracy(trained_cnn, x, y, battery)
+    assert numbers["cnn"] == {
+        "clean": full["0"],
+        "fgsm": full["0.2"],
+        "pgd": on_head["pgd"],
+        "robust": on_head["worst_case"],
+    }
+    assert numbers["cnn"]["robust"] <= min(on_head[a] for a in battery)
+    assert numbers["cnn"]["pgd"] < accuracy(trained_cnn, x, y) - 0.3  # the attack works
+    with pytest.raises(ValueError, match="transfer examples"):
+        rb.headline_battery(trained_cnn, x, y, 0.2, transfer=transfer[:10])
+
+
+def test_strengthen_headline_adds_the_converged_attack(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:60], small_mnist.y_test[:60]
+    models = {"cnn": trained_cnn}
+    # A weak headline PGD: 2 steps of 0.05·eps from a random start.
+    numbers, batteries = rb.evaluate_headline(
+        models, x, y, x, y, surrogate=tiny_smooth_model(), eps=0.1, steps=2, restarts=1,
+        rel_step=0.05,
+    )  # fmt: skip
+    before = numbers["cnn"]
+    escalated = {"steps": 20, "restarts": 2, "tried": [[2, 1, 0.9], [4, 2, 0.8], [20, 2, 0.5]]}
+    strong_numbers, strong_batteries = rb.strengthen_headline(
+        models, numbers, batteries, {"cnn": escalated}, x, y, 0.1, rel_step=0.05
+    )
+    strong = attacks.pgd(trained_cnn, x, y, 0.1, steps=20, restarts=2, rel_step=0.05)
+    np.testing.assert_array_equal(strong_batteries["cnn"]["pgd_converged"], strong)
+    after = strong_numbers["cnn"]
+    assert list(after) == ["clean", "fgsm", "pgd", "robust", "converged_at", "pgd_converged"]
+    assert after["converged_at"] == "PGD-20×2"
+    assert after["pgd_converged"] == accuracy(trained_cnn, strong, y) < before["pgd"]
+    worst = worst_case_accuracy(trained_cnn, x, y, strong_batteries["cnn"])["worst_case"]
+    assert after["robust"] == worst < before["robust"]
+    assert {k: after[k] for k in ("clean", "fgsm", "pgd")} == {
+        k: before[k] for k in ("clean", "fgsm", "pgd")
+    }
+    assert "converged_at" not in before and "pgd_converged" not in batteries["cnn"]  # unchanged
+    # Converged at the headline's own setting: only the setting is recorded.
+    converged = {"steps": 2, "restarts": 1, "tried": [[2, 1, 0.9]]}
+    same, same_batteries = rb.strengthen_headline(
+        models, numbers, batteries, {"cnn": converged}, x, y, 0.1, rel_step=0.05
+    )
+    assert same["cnn"] == {**before, "converged_at": "PGD-2×1"}
+    assert list(same_batteries["cnn"]) == list(batteries["cnn"])
+
+
+def test_sanity_checks_run_every_check_on_every_model(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:50], small_mnist.y_test[:50]
+    curve = rb.robustness_curve(trained_cnn, x, y, [0.0, 0.1, 0.2], steps=5, rel_step=0.2)
+    settings = dict(eps=0.1, steps=10, restarts=1, rel_step=0.1, tolerance=1.0, seed=0)
+    checks, efforts = rb.sanity_checks(
+        {"cnn": trained_cnn}, {"cnn": curve}, x, y, labels={"cnn": "the CNN"}, chance_eps=0.5,
+        **settings,
+    )  # fmt: skip
+    assert [c.name for c in checks] == [
+        "chance at ε=0.5",
+        "iterative ≥ single-step",
+        "monotone in ε",
+        "attack converged",
+        "white-box strongest",
+        "robust = worst case",
+    ]
+    assert {c.model for c in checks} == {"the CNN"}
+    at_chance = attacks.pgd(trained_cnn, x, y, 0.5, steps=10, rel_step=0.1)
+    chance = accuracy(trained_cnn, at_chance, y)
+    assert checks[0] == rb.check_chance_at_large_budget("the CNN", chance, 0.5) and checks[0].passed
+    del settings["eps"]
+    assert efforts == {"cnn": rb.converge_attack(trained_cnn, x, y, 0.1, **settings)}
+    # A "large" budget too small to erase the digit: the chance check must fail.
+    weak, _ = rb.model_checks("m", trained_cnn, curve, x, y, eps=0.1, chance_eps=0.02, **settings)
+    assert not weak[0].passed and weak[1:] == [c._replace(model="m") for c in checks[1:]]
+
+
+def test_label_leaking_compares_true_and_predicted_labels(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    measured = rb.label_leaking(trained_cnn, x, y, 0.2)
+    with_true = fgsm_accuracy_curve(trained_cnn, x, y, [0.0, 0.2])
+    predicted = fgsm_accuracy_curve(trained_cnn, x, y, [0.2], attack_labels="predicted")["0.2"]
+    assert measured == {
+        "eps": 0.2,
+        "clean": with_true["0"],
+        "true_label": with_true["0.2"],
+        "predicted_label": predicted,
+    }
+    assert measured["true_label"] < measured["clean"]  # a standard CNN does not leak
+    # Numbers measured before (a headline row) are taken as they are, not measured again.
+    known = rb.label_leaking(trained_cnn, x, y, 0.2, known={"clean": 0.5, "fgsm": 0.25})
+    assert known == {"eps": 0.2, "clean": 0.5, "true_label": 0.25, "predicted_label": predicted}
+    assert rb.leaking_table({"cnn": measured}).endswith("| no |")
+    leaky = {**measured, "true_label": measured["clean"] + 0.1}
+    assert "**yes**" in rb.leaking_table({"leaky": leaky})
 
 
 def test_chance_check():
