@@ -61,21 +61,27 @@ def ours(model: keras.Model, eps: float, steps: int, step_size: float, batch_siz
     return Implementation("ours", "helpers", our_fgsm, our_pgd)
 
 
-def art(model: keras.Model, eps: float, steps: int, step_size: float, batch_size: int):
-    """ART's FastGradientMethod and ProjectedGradientDescent on a TensorFlowV2Classifier."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "PyTorch not found" and similar import notices
-        import art as art_package
-        from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
-        from art.estimators.classification import TensorFlowV2Classifier
+def _art_classifier(model: keras.Model) -> Any:
+    """ART's wrapper of our model: its logits, cross-entropy on them, pixels in [0, 1]."""
+    from art.estimators.classification import TensorFlowV2Classifier
 
-    classifier = TensorFlowV2Classifier(
+    return TensorFlowV2Classifier(
         logits_model(model),
         nb_classes=NUM_CLASSES,
         input_shape=(28, 28, 1),
         loss_object=keras.losses.CategoricalCrossentropy(from_logits=True),
         clip_values=(0.0, 1.0),
     )
+
+
+def art(model: keras.Model, eps: float, steps: int, step_size: float, batch_size: int):
+    """ART's FastGradientMethod and ProjectedGradientDescent on a TensorFlowV2Classifier."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "PyTorch not found" and similar import notices
+        import art as art_package
+        from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+
+    classifier = _art_classifier(model)
     fgm = FastGradientMethod(
         classifier, norm=np.inf, eps=eps, targeted=False, num_random_init=0, batch_size=batch_size
     )
@@ -246,16 +252,9 @@ def compare_autoattack(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
-            from art.estimators.classification import TensorFlowV2Classifier
     except Exception as err:  # not installed, or fails to import: go on
         return {"available": False, "reason": f"{type(err).__name__}: {err}"}
-    classifier = TensorFlowV2Classifier(
-        logits_model(model),
-        nb_classes=NUM_CLASSES,
-        input_shape=(28, 28, 1),
-        loss_object=keras.losses.CategoricalCrossentropy(from_logits=True),
-        clip_values=(0.0, 1.0),
-    )
+    classifier = _art_classifier(model)
     peers = {
         "apgd": AutoProjectedGradientDescent(
             classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=apgd_steps,
