@@ -268,6 +268,8 @@ def pgd_steps(
     fooled_at = np.zeros(len(x), np.int64) if fooled_at is None else fooled_at.copy()
     loss = np.zeros(len(x), np.float32)
     active = np.flatnonzero(fooled_at == 0)  # the examples still being attacked
+    if not len(active):
+        return x_adv, fooled_at, loss
     for step in range(steps_done, steps + 1):
         batch = [x[active], x_adv[active], y_onehot[active]]
         x_next, logits, step_loss = engine.in_batches(

@@ -83,6 +83,13 @@ def apgd_checkpoints(steps: int) -> list[int]:
     return points
 
 
+def apgd_start(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """APGD's random start, in units of ε: uniform noise scaled so that each image's largest
+    change is exactly ε (``float32``, ``shape``)."""
+    start = np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+    return start / np.abs(start).reshape(len(start), -1).max(axis=1)[:, None, None, None]
+
+
 def apgd(
     model: keras.Model,
     x: np.ndarray,
@@ -105,9 +112,9 @@ def apgd(
     """
     eps = validate_epsilon(eps)
     x, y_onehot = attack_inputs(model, x, y)
-    target_onehot = one_hot(np.zeros(len(x), int) if target is None else np.asarray(target))
     if loss == "dlr" and target is None:
         raise ValueError("the DLR loss of APGD-T needs a target class per image")
+    target_onehot = one_hot(np.zeros(len(x), int) if target is None else np.asarray(target))
 
     def project(z: np.ndarray) -> np.ndarray:
         return np.clip(np.clip(z, x - eps, x + eps), 0.0, 1.0)
@@ -118,10 +125,7 @@ def apgd(
         )
         return value, gradient, logits.argmax(axis=1) != y_onehot.argmax(axis=1)
 
-    rng = np.random.default_rng(seed)
-    start = rng.uniform(-1, 1, x.shape).astype(np.float32)
-    start /= np.abs(start).reshape(len(x), -1).max(axis=1)[:, None, None, None]
-    x_now = project(x + eps * start)
+    x_now = project(x + eps * apgd_start(x.shape, seed))
     f_now, grad, fooled = evaluate(x_now)
     x_out = x_now.copy()  # each image's result: its first fooling iterate, or its best
     x_best, f_best, grad_best = x_now.copy(), f_now.copy(), grad.copy()

@@ -69,9 +69,17 @@ def in_batches(
     """
     run = compiled(model, fn, arrays, len(scalars), **options)
     values = [np.float32(s) for s in scalars]
-    n, size = len(arrays[0]), BATCH_SIZE
-    parts = []
-    for start in range(0, max(n, 1), size):
-        out = run(*(a[start : start + size] for a in arrays), *values)
-        parts.append([t.numpy() for t in (out if isinstance(out, tuple | list) else (out,))])
+    if not len(arrays[0]):  # no rows: run one row of zeros for the output shapes, keep none
+        # (a zero-size batch through a convolution can fail inside TensorFlow's graph)
+        row = [np.zeros((1, *a.shape[1:]), a.dtype) for a in arrays]
+        return tuple(t[:0] for t in _numpy(run(*row, *values)))
+    parts = [
+        _numpy(run(*(a[start : start + BATCH_SIZE] for a in arrays), *values))
+        for start in range(0, len(arrays[0]), BATCH_SIZE)
+    ]
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def _numpy(out: Any) -> list[np.ndarray]:
+    """A compiled function's output(s) as a list of NumPy arrays."""
+    return [t.numpy() for t in (out if isinstance(out, tuple | list) else (out,))]

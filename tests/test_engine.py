@@ -41,3 +41,20 @@ def test_empty_input_gives_empty_output(random_images):
         tiny_smooth_model(), lambda model, images: model(images), [x[:0]]
     )
     assert probabilities.shape == (0, 10)
+
+
+def test_no_rows_through_a_convolution(trained_cnn):
+    """A zero-size batch through the CNN's convolutions fails inside TensorFlow; the engine
+    answers with empty outputs of the right shapes instead (PGD's later restarts meet this
+    when an earlier restart fooled every image)."""
+    x = np.zeros((0, 28, 28, 1), np.float32)
+    out = engine.in_batches(
+        trained_cnn, attacks.pgd_step, [x, x, np.zeros((0, 10), np.float32)], [0.1, 0.01, 1.0]
+    )
+    assert [a.shape for a in out] == [(0, 28, 28, 1), (0, 10), (0,)]
+
+
+def test_restarts_after_every_image_is_fooled(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:50], small_mnist.y_test[:50]
+    x_adv = attacks.pgd(trained_cnn, x, y, 0.5, steps=10, rel_step=0.25, restarts=3)
+    assert (trained_cnn(x_adv).numpy().argmax(1) != y).all()
