@@ -10,7 +10,7 @@ from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 from helpers.attacks import apply_signs, fgsm_signs, pgd, validate_epsilon
 from helpers.data import NUM_CLASSES, labels_for, to_int_labels, validate_images
-from helpers.model import predict_probabilities
+from helpers.model import predict_probabilities, with_logit_scale
 
 
 def eps_key(eps: float) -> str:
@@ -108,4 +108,34 @@ def worst_case_accuracy(
         result[name] = float(correct.mean())
         correct_everywhere &= correct
     result["worst_case"] = float(correct_everywhere.mean())
+    return result
+
+
+#: The losses of the logit-scale experiment (notebook 03), with the names its figure shows.
+SCALE_LOSSES: dict[str, str] = {
+    "probabilities": "cross-entropy on probabilities",
+    "logits": "cross-entropy on logits",
+    "margin": "logit margin",
+}
+
+
+def logit_scale_experiment(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, eps: float, scales: Iterable[float]
+) -> dict[str, list[float]]:
+    """The same classifier with its logits multiplied by each of ``scales``
+    (:func:`helpers.model.with_logit_scale`: identical predictions, a more confident softmax),
+    attacked by FGSM at ``eps`` with each loss of :data:`SCALE_LOSSES`.
+
+    Returns ``{"saturated share": [...], "FGSM accuracy, <loss>": [...]}``, one value per
+    scale: the share of images whose top probability rounds to 1 (>= 1 - 1e-7), and the
+    accuracy under each FGSM, fractions in [0, 1].
+    """
+    result: dict[str, list[float]] = {"saturated share": []}
+    for s in scales:
+        sharper = with_logit_scale(model, s)
+        p = predict_probabilities(sharper, x)
+        result["saturated share"].append(float((p.max(axis=1) >= 1 - 1e-7).mean()))
+        for loss_on, label in SCALE_LOSSES.items():
+            curve = fgsm_accuracy_curve(sharper, x, y, [eps], loss_on=loss_on)
+            result.setdefault(f"FGSM accuracy, {label}", []).append(curve[eps_key(eps)])
     return result

@@ -69,3 +69,15 @@ def test_bad_inputs_to_the_measurements_are_refused(trained_cnn, small_mnist):
         evaluation.accuracy(trained_cnn, small_mnist.x_test[:0], small_mnist.y_test[:0])
     with pytest.raises(ValueError, match=r"0\.\.9"):
         evaluation.confusion_matrix(np.array([1, 12]), np.array([1, 2]))
+
+
+def test_logit_scale_changes_saturation_but_not_the_margin_attack(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    result = evaluation.logit_scale_experiment(trained_cnn, x, y, 0.1, [1, 50])
+    assert set(result) == {
+        "saturated share",
+        *(f"FGSM accuracy, {v}" for v in evaluation.SCALE_LOSSES.values()),
+    }
+    assert result["saturated share"][1] > result["saturated share"][0]
+    margin = result["FGSM accuracy, logit margin"]
+    assert margin[0] == margin[1]
