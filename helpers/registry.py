@@ -17,7 +17,7 @@ from helpers.attacks import EPS
 from helpers.data import load_mnist, prepare_mnist, preprocess_images
 from helpers.evaluation import eps_key, fgsm_accuracy_curve
 from helpers.model import build_cnn
-from helpers.training import Defense, Monitor, set_seed, train_model
+from helpers.training import NO_DEFENSE, Defense, Monitor, set_seed, train_model
 
 
 class ModelSpec(NamedTuple):
@@ -116,12 +116,25 @@ def spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def training_settings(name: str, epochs: int | None = None, **changes: Any) -> dict[str, Any]:
+    """The arguments of :func:`helpers.training.train_model` for model ``name``: its recipe,
+    with ``epochs`` (unless ``None``) and ``changes`` (defense, monitor, lr_schedule or
+    batch_size) in place of the recipe's."""
+    unknown = set(changes) - {"defense", "monitor", "lr_schedule", "batch_size"}
+    if unknown:
+        raise ValueError(
+            f"a recipe cannot change {sorted(unknown)}; it can change the "
+            "defense, monitor, lr_schedule and batch_size"
+        )
+    return {**spec(name).train, **changes, **({} if epochs is None else {"epochs": epochs})}
+
+
 def describe(name: str, epochs: int | None = None) -> str:
     """One line a notebook prints before training: the model's recipe in words (with
     ``epochs`` in place of the recipe's, where a notebook trains for fewer)."""
     s = spec(name)
-    train = {**s.train, **({} if epochs is None else {"epochs": epochs})}
-    defense = train.get("defense", Defense())
+    train = training_settings(name, epochs)
+    defense = train.get("defense", NO_DEFENSE)
     attack = "clean images only" if defense.kind == "none" else defense.describe()
     return (
         f"{s.label}: {train['epochs']} epochs, {train['lr_schedule']} learning rate from "
@@ -157,13 +170,7 @@ def train_recipe(
         attacks), ``n_train`` and ``seed``.
     """
     recipe = spec(name)
-    unknown = set(changes) - {"defense", "monitor", "lr_schedule", "batch_size"}
-    if unknown:
-        raise ValueError(
-            f"train_recipe cannot change {sorted(unknown)}; it can change the "
-            "defense, monitor, lr_schedule and batch_size"
-        )
-    train = {**recipe.train, **changes, **({} if epochs is None else {"epochs": epochs})}
+    train = training_settings(name, epochs, **changes)
     set_seed(seed)
     data = prepare_mnist(n_train=n_train, seed=seed)
     model = build_cnn(name=name, **recipe.build)
