@@ -474,6 +474,22 @@ def check_white_box_strongest(
     return Check("white-box strongest", model, not bad, detail)
 
 
+def check_gradient_free_weaker(
+    model: str, white_box: float, gradient_free: float, tolerance: float = 0.005
+) -> Check:
+    """An attack that never sees a gradient (Square, which reads only the model's scores)
+    must not beat the white-box gradient attacks: where it does, the gradients the
+    white-box attacks follow are masked (Carlini et al. 2019). Accuracies in [0, 1]."""
+    passed = gradient_free >= white_box - tolerance
+    detail = f"gradient-free {_pct(gradient_free)} vs white-box {_pct(white_box)}"
+    return Check(
+        "gradient-free ≥ white-box",
+        model,
+        passed,
+        detail if passed else f"{detail}: gradient masking suspected",
+    )
+
+
 def check_worst_case(model: str, curve: Mapping[str, Mapping[str, float]]) -> Check:
     """The robust accuracy (per-example worst case over attacks) can be no higher than the
     accuracy under any single attack, nor than the clean accuracy."""

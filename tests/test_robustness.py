@@ -284,3 +284,19 @@ def test_random_sign_noise_has_the_full_budget(random_images):
     noisy = random_sign_noise(x, 0.2, seed=1)
     np.testing.assert_allclose(np.abs(noisy - x), 0.2, atol=1e-6)
     assert 0.4 < (noisy > x).mean() < 0.6
+
+
+def test_gradient_free_check_fires_on_masking():
+    ok = rb.check_gradient_free_weaker("m", white_box=0.40, gradient_free=0.55)
+    masked = rb.check_gradient_free_weaker("m", white_box=0.90, gradient_free=0.30)
+    assert ok.passed and not masked.passed
+    assert "gradient masking suspected" in masked.detail and "30.0%" in masked.detail
+
+
+def test_square_is_no_stronger_than_pgd_on_an_honest_model(trained_cnn, small_mnist):
+    from helpers import autoattack
+
+    x, y = small_mnist.x_test[:100], small_mnist.y_test[:100]
+    white_box = accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, 0.1), y)
+    _, fooled = autoattack.square_attack(trained_cnn, x, y, 0.1, queries=200)
+    assert rb.check_gradient_free_weaker("cnn", white_box, 1 - fooled.mean()).passed
