@@ -332,6 +332,39 @@ def pgd(
     return x_best
 
 
+def pgd_highest_loss(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    eps: float = EPS,
+    *,
+    steps: int = PGD_STEPS,
+    rel_step: float = PGD_REL_STEP,
+    seed: int = 0,
+) -> np.ndarray:
+    """PGD that takes every step on every image and keeps each image's *highest-loss*
+    iterate, not its first success: the examples to craft on one model and send to another
+    (a transfer attack). Barely-adversarial images, which :func:`pgd` returns, sit right at
+    the first model's decision boundary and rarely cross the second model's; the
+    highest-loss ones are pushed as deep into the wrong class as the budget allows.
+
+    One random start (:func:`uniform_start`, restart 0). Returns ``float32`` images, shape
+    of ``x``, within ``eps`` of it and in [0, 1].
+    """
+    eps, step_size = check_pgd_settings(eps, steps, rel_step)
+    x, y_onehot = attack_inputs(model, x, y)
+    x_adv = uniform_start(x, eps, seed, 0)
+    x_best, loss_best = x_adv.copy(), np.full(len(x), -np.inf, np.float32)
+    for _ in range(steps + 1):  # the last pass only measures the loss of the last step
+        x_next, _, loss = engine.in_batches(
+            model, pgd_step, [x, x_adv, y_onehot], [eps, step_size, 1.0]
+        )
+        better = loss > loss_best  # ``loss`` is that of x_adv, the point the step left
+        x_best[better], loss_best[better] = x_adv[better], loss[better]
+        x_adv = x_next
+    return x_best
+
+
 def check_pgd_settings(
     eps: float, steps: int, rel_step: float, restarts: int = 1
 ) -> tuple[float, float]:

@@ -31,6 +31,11 @@ from helpers.model import logits_model
 Loss = Literal["ce", "dlr"]
 MOMENTUM = 0.75  # alpha of the paper: how much of the new step a move takes
 RHO = 0.75  # a checkpoint halves the step where the loss rose in fewer than 75% of steps
+#: The standard AutoAttack's settings (Croce & Hein 2020): APGD's steps, APGD-T's target
+#: classes (all nine wrong ones) and Square's queries.
+APGD_STEPS = 100
+TARGETS = 9
+QUERIES = 5000
 
 
 def dlr_loss(logits: tf.Tensor, y_onehot: tf.Tensor, target_onehot: tf.Tensor) -> tf.Tensor:
@@ -96,7 +101,7 @@ def apgd(
     y: np.ndarray | None = None,
     eps: float = EPS,
     *,
-    steps: int = 100,
+    steps: int = APGD_STEPS,
     loss: Loss = "ce",
     target: np.ndarray | None = None,
     seed: int = 0,
@@ -119,14 +124,16 @@ def apgd(
     def project(z: np.ndarray) -> np.ndarray:
         return np.clip(np.clip(z, x - eps, x + eps), 0.0, 1.0)
 
-    def evaluate(z: np.ndarray) -> tuple[np.ndarray, ...]:
+    def evaluate(z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Loss, gradient and "fooled" at ``z``, for the images ``rows`` only."""
         value, gradient, logits = engine.in_batches(
-            model, apgd_loss_and_gradient, [z, y_onehot, target_onehot], loss=loss
-        )
-        return value, gradient, logits.argmax(axis=1) != y_onehot.argmax(axis=1)
+            model, apgd_loss_and_gradient, [z[rows], y_onehot[rows], target_onehot[rows]],
+            loss=loss,
+        )  # fmt: skip
+        return value, gradient, logits.argmax(axis=1) != y_onehot[rows].argmax(axis=1)
 
     x_now = project(x + eps * apgd_start(x.shape, seed))
-    f_now, grad, fooled = evaluate(x_now)
+    f_now, grad, fooled = evaluate(x_now, np.arange(len(x)))
     x_out = x_now.copy()  # each image's result: its first fooling iterate, or its best
     x_best, f_best, grad_best = x_now.copy(), f_now.copy(), grad.copy()
     eta = np.full((len(x), 1, 1, 1), 2 * eps, np.float32)
@@ -137,7 +144,12 @@ def apgd(
         z = project(x_now + eta * np.sign(grad))
         alpha = 1.0 if k == 0 else MOMENTUM
         x_next = project(x_now + alpha * (z - x_now) + (1 - alpha) * (x_now - x_prev))
-        f_next, grad_next, fooled_next = evaluate(x_next)
+        # an image already fooled is done: only the others are evaluated (and can change)
+        live = np.flatnonzero(~fooled)
+        if not len(live):
+            break
+        f_next, grad_next, fooled_next = f_now.copy(), grad.copy(), fooled.copy()
+        f_next[live], grad_next[live], fooled_next[live] = evaluate(x_next, live)
         new = fooled_next & ~fooled
         x_out[new], fooled = x_next[new], fooled | fooled_next
         rises += f_next > f_now
@@ -190,7 +202,7 @@ def square_attack(
     y: np.ndarray | None = None,
     eps: float = EPS,
     *,
-    queries: int = 5000,
+    queries: int = QUERIES,
     p_init: float = 0.8,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -237,9 +249,9 @@ def autoattack(
     y: np.ndarray,
     eps: float = EPS,
     *,
-    apgd_steps: int = 100,
-    targets: int = 9,
-    queries: int = 5000,
+    apgd_steps: int = APGD_STEPS,
+    targets: int = TARGETS,
+    queries: int = QUERIES,
     seed: int = 0,
 ) -> dict[str, object]:
     """The AutoAttack-style robust accuracy of ``model`` on ``(x, y)`` at ``eps``.

@@ -23,9 +23,10 @@ PGD's step is a fraction ``rel_step`` of the budget (:data:`helpers.attacks.PGD_
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import keras
 import numpy as np
@@ -37,8 +38,10 @@ from helpers.attacks import (
     fgsm,
     pgd,
     pgd_effort,
+    pgd_highest_loss,
     random_sign_noise,
 )
+from helpers.autoattack import APGD_STEPS, QUERIES, TARGETS, autoattack, square_attack
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
 from helpers.evaluation import accuracy, eps_key, fgsm_accuracy_curve, worst_case_accuracy
 
@@ -63,14 +66,25 @@ def transfer_examples(
     *,
     steps: int = PGD_STEPS,
     rel_step: float = PGD_REL_STEP,
+    keep: Literal["highest_loss", "first_success"] = "highest_loss",
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """PGD examples crafted on ``source`` (the attacker's own model) for every budget:
     ``{eps_key: images (n, 28, 28, 1)}``. Evaluate any other model on them for a
-    black-box transfer attack; compute them once and reuse them for every target."""
+    black-box transfer attack; compute them once and reuse them for every target.
+
+    ``keep="highest_loss"`` (the full-strength attack): every PGD step is taken and each
+    image keeps its highest-loss iterate on ``source``
+    (:func:`helpers.attacks.pgd_highest_loss`); ``"first_success"``: :func:`pgd`'s first
+    iterate that fools ``source``, barely across its boundary (for comparison: those
+    transfer far worse).
+    """
+    if keep not in ("highest_loss", "first_success"):
+        raise ValueError(f"keep must be 'highest_loss' or 'first_success', got {keep!r}")
+    attack = pgd_highest_loss if keep == "highest_loss" else pgd
     labels = to_int_labels(y)
     return {
-        eps_key(eps): pgd(source, x, labels, eps, steps=steps, rel_step=rel_step, seed=seed)
+        eps_key(eps): attack(source, x, labels, eps, steps=steps, rel_step=rel_step, seed=seed)
         if eps > 0
         else validate_images(x).copy()
         for eps in epsilons
@@ -323,6 +337,24 @@ def evaluate_headline(
     return Headline(numbers, batteries)
 
 
+def with_attack(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    numbers: Mapping[str, Any],
+    battery: Mapping[str, np.ndarray],
+    attack: str,
+    images: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One model's headline with one more attack: ``images`` (its adversarial versions of
+    the headline images ``x``) join the ``battery`` as ``attack``; ``numbers`` gains the
+    accuracy on them under that name, and ``"robust"`` becomes the per-image worst case over
+    the enlarged battery (never higher than before). Returns new ``(numbers, battery)``."""
+    battery = {**battery, attack: images}
+    on_head = worst_case_accuracy(model, x, y, battery)
+    return {**numbers, attack: on_head[attack], "robust": on_head["worst_case"]}, battery
+
+
 def strengthen_one(
     model: keras.Model,
     x: np.ndarray,
@@ -341,20 +373,16 @@ def strengthen_one(
     Returns new ``(numbers, battery)`` (the arguments are not changed): ``numbers`` gains
     ``"converged_at"`` (e.g. ``"PGD-80×5"``); where the check had to attack harder than the
     headline, PGD at that setting is run on ``x`` and joins the battery as
-    ``"pgd_converged"``, ``numbers`` gains its accuracy and ``"robust"`` becomes the worst
-    case over the enlarged battery (never higher than before). ``"pgd"`` is kept.
+    ``"pgd_converged"`` (:func:`with_attack`). ``"pgd"`` is kept.
     """
     numbers = {**numbers, "converged_at": f"PGD-{effort['steps']}×{effort['restarts']}"}
-    battery = dict(battery)
     if len(effort["tried"]) == 1:  # converged at the headline's own setting
-        return numbers, battery
-    battery["pgd_converged"] = pgd(
+        return numbers, dict(battery)
+    stronger = pgd(
         model, x, y, eps, steps=effort["steps"], rel_step=rel_step,
         restarts=effort["restarts"], seed=seed,
     )  # fmt: skip
-    on_head = worst_case_accuracy(model, x, y, battery)
-    numbers.update(pgd_converged=on_head["pgd_converged"], robust=on_head["worst_case"])
-    return numbers, battery
+    return with_attack(model, x, y, numbers, battery, "pgd_converged", stronger)
 
 
 def strengthen_headline(
@@ -380,6 +408,49 @@ def strengthen_headline(
             rel_step=rel_step, seed=seed,
         )  # fmt: skip
     return result
+
+
+# --- AutoAttack on the headline images ------------------------------------------------
+
+
+def autoattack_headline(
+    models: Mapping[str, keras.Model],
+    headlines: Mapping[str, Headline],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    apgd_steps: int = APGD_STEPS,
+    targets: int = TARGETS,
+    queries: int = QUERIES,
+    seed: int = 0,
+) -> tuple[dict[str, Headline], dict[str, dict[str, dict[str, Any]]]]:
+    """:func:`helpers.autoattack.autoattack` on every model at every budget of
+    ``headlines`` (``{eps_key: Headline}``, made on the headline images ``x``).
+
+    AutoAttack's images join each battery as ``"autoattack"`` (:func:`with_attack`), so
+    the robust accuracy is the worst case over the battery *and* AutoAttack. Returns
+    ``(headlines, runs)``: the enlarged headlines, and ``runs[model][eps_key]`` =
+    ``{"clean", "robust", "fooled_by", "seconds"}`` (accuracies in [0, 1] on ``x``; the
+    share of images each of AutoAttack's attacks was first to break; its run time).
+    """
+    enlarged = {key: Headline({}, {}) for key in headlines}
+    runs: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in models}
+    for key, headline in headlines.items():
+        for name, model in models.items():
+            started = time.perf_counter()
+            result = autoattack(
+                model, x, y, float(key), apgd_steps=apgd_steps, targets=targets,
+                queries=queries, seed=seed,
+            )  # fmt: skip
+            runs[name][key] = {
+                **{k: result[k] for k in ("clean", "robust", "fooled_by")},
+                "seconds": time.perf_counter() - started,
+            }
+            enlarged[key].numbers[name], enlarged[key].batteries[name] = with_attack(
+                model, x, y, headline.numbers[name], headline.batteries[name], "autoattack",
+                result["x_adv"],
+            )  # fmt: skip
+    return enlarged, runs
 
 
 # --- the sanity checks -------------------------------------------------------------------
@@ -519,27 +590,37 @@ def model_checks(
     tolerance: float = 0.02,
     max_steps: int = 160,
     max_restarts: int = 20,
+    queries: int = QUERIES,
     seed: int = 0,
 ) -> tuple[list[Check], dict[str, Any]]:
     """Every sanity check on one model (named ``label`` in the checks).
 
     On the check images ``x`` ``(n, 28, 28, 1)``: PGD (``steps``, one start) at
-    ``chance_eps`` for the chance check, and :func:`converge_attack` at ``eps`` from
-    (``steps``, ``restarts``) up to (``max_steps``, ``max_restarts``); the other checks read
-    the model's :func:`robustness_curve` ``curve``. Returns ``(checks, effort)``: the six
-    checks in the order of the checklist and the :func:`converge_attack` result.
+    ``chance_eps`` for the chance check; :func:`converge_attack` at ``eps`` from
+    (``steps``, ``restarts``) up to (``max_steps``, ``max_restarts``); and the Square attack
+    with ``queries`` queries at ``eps``, which must not beat the converged PGD. The other
+    checks read the model's :func:`robustness_curve` ``curve``. Returns ``(checks, effort)``:
+    the seven checks in the order of the checklist, and the :func:`converge_attack` result
+    with Square's accuracy added as ``"square"``.
     """
     at_chance = pgd(model, x, y, chance_eps, steps=steps, rel_step=rel_step, seed=seed)
     effort = converge_attack(
         model, x, y, eps, steps=steps, restarts=restarts, rel_step=rel_step, tolerance=tolerance,
         max_steps=max_steps, max_restarts=max_restarts, seed=seed,
     )  # fmt: skip
+    _, fooled = square_attack(model, x, y, eps, queries=queries, seed=seed)
+    effort["square"] = float(1 - fooled.mean())
     checks = [
         check_chance_at_large_budget(label, accuracy(model, at_chance, y), chance_eps),
         check_iterative_beats_single_step(label, curve),
         check_monotone_in_budget(label, curve),
         check_converged(label, effort, tolerance),
         check_white_box_strongest(label, curve),
+        check_gradient_free_weaker(
+            label,
+            white_box=min(effort[k] for k in ("base", "double_steps", "double_restarts")),
+            gradient_free=effort["square"],
+        ),
         check_worst_case(label, curve),
     ]
     return checks, effort
@@ -558,8 +639,9 @@ def sanity_checks(
 
     ``curves``: ``{model: robustness_curve}``; ``labels``: how the checks name each model
     (default: its key); ``settings``: the keyword arguments of :func:`model_checks`
-    (``eps``, ``chance_eps``, ``steps``, ``restarts``, ``tolerance``...). Returns
-    ``(checks, efforts)``: all checks, model by model, and ``{model: converge_attack result}``.
+    (``eps``, ``chance_eps``, ``steps``, ``restarts``, ``tolerance``, ``queries``...).
+    Returns ``(checks, efforts)``: all checks, model by model, and ``{model: converge_attack
+    result with "square"}``.
     """
     checks, efforts = [], {}
     for name, model in models.items():
@@ -652,13 +734,14 @@ def curves_table(
 
 
 def headline_table(headline: Mapping[str, Mapping[str, float]], eps: float) -> str:
-    """Markdown: clean, FGSM, PGD and robust (worst-case) accuracy per model at ``eps``."""
+    """Markdown: clean, FGSM, PGD, AutoAttack (where measured) and robust (worst-case)
+    accuracy per model at ``eps``."""
+    columns = {"clean": "clean", "fgsm": "FGSM", "pgd": "PGD", "autoattack": "AutoAttack"}
+    shown = [k for k in columns if any(k in h for h in headline.values())] + ["robust"]
+    header = [f"{columns[k]} ε={eps:g}" if k != "clean" else "clean" for k in shown[:-1]]
     return _markdown_table(
-        ("model", "clean", f"FGSM ε={eps:g}", f"PGD ε={eps:g}", f"robust ε={eps:g}"),
-        (
-            (model, *[_pct(h[k]) for k in ("clean", "fgsm", "pgd", "robust")])
-            for model, h in headline.items()
-        ),
+        ("model", *header, f"robust ε={eps:g}"),
+        ((model, *[_pct(h[k]) if k in h else "–" for k in shown]) for model, h in headline.items()),
     )
 
 

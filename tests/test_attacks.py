@@ -1,9 +1,11 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import tiny_smooth_model
 
 from helpers import attacks, engine
+from helpers.data import one_hot
 from helpers.evaluation import accuracy, predict_labels
 from helpers.model import logits_model, with_logit_scale
 
@@ -241,3 +243,22 @@ def test_fast_pgd_equals_the_readable_form(trained_cnn, small_mnist, monkeypatch
             trained_cnn, x, y, eps, steps=steps, rel_step=0.3, restarts=restarts, seed=5
         )
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_pgd_highest_loss_keeps_the_highest_loss_iterate(trained_cnn, small_mnist):
+    """It walks the same path as :func:`pgd` (restart 0) without stopping, so its loss is
+    never below that of pgd's first success, and it takes every step on every image."""
+    x, y = small_mnist.x_test[:80], small_mnist.y_test[:80]
+    settings = dict(steps=10, rel_step=0.25, seed=2)
+    full = attacks.pgd_highest_loss(trained_cnn, x, y, 0.2, **settings)
+    first = attacks.pgd(trained_cnn, x, y, 0.2, **settings)
+    assert full.dtype == np.float32 and np.abs(full - x).max() <= 0.2 + 1e-6
+    assert full.min() >= 0 and full.max() <= 1
+
+    def loss(images):
+        return keras.losses.categorical_crossentropy(
+            one_hot(y), logits_model(trained_cnn)(images), from_logits=True
+        ).numpy()
+
+    assert (loss(full) >= loss(first) - 1e-5).all()
+    assert loss(full).mean() > loss(first).mean() + 1.0, (loss(full).mean(), loss(first).mean())

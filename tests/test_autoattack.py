@@ -63,3 +63,20 @@ def test_autoattack_is_the_worst_case_of_its_attacks(trained_cnn, batch):
     assert result["robust"] == pytest.approx(result["clean"] - broken)
     assert accuracy(trained_cnn, result["x_adv"], y) == pytest.approx(result["robust"])
     assert result["robust"] <= 1 - autoattack.apgd(trained_cnn, x, y, 0.1, steps=20)[1].mean()
+
+
+def test_apgd_stops_working_on_an_image_once_it_is_fooled(trained_cnn, batch, monkeypatch):
+    """Each step evaluates only the images not yet fooled: at a budget that fools most
+    images within a few steps, APGD costs far less than steps x images gradients."""
+    x, y = batch
+    rows = []
+    in_batches = autoattack.engine.in_batches
+
+    def counting(model, fn, arrays, *args, **kwargs):
+        rows.append(len(arrays[0]))
+        return in_batches(model, fn, arrays, *args, **kwargs)
+
+    monkeypatch.setattr(autoattack.engine, "in_batches", counting)
+    _, fooled = autoattack.apgd(trained_cnn, x, y, 0.3, steps=50)
+    assert fooled.mean() > 0.9
+    assert sum(rows) < 0.3 * 51 * len(x), (sum(rows), len(x))

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 from conftest import tiny_smooth_model
 
-from helpers import attacks, engine
+from helpers import attacks, autoattack, engine
 from helpers import robustness as rb
 from helpers.evaluation import accuracy, fgsm_accuracy_curve, worst_case_accuracy
+from helpers.model import build_cnn
+from helpers.training import set_seed, train_model
 
 
 def curve(pgd, fgsm=None, noise=None, transfer=None):
@@ -21,13 +23,34 @@ def test_transfer_examples_take_the_step_as_a_fraction_of_each_budget(small_mnis
     x, y = small_mnist.x_test[:40], small_mnist.y_test[:40]
     source = tiny_smooth_model()
     made = rb.transfer_examples(source, x, y, [0.0, 0.1, 0.2], steps=5, rel_step=0.1, seed=3)
+    first = rb.transfer_examples(
+        source, x, y, [0.1, 0.2], steps=5, rel_step=0.1, keep="first_success", seed=3
+    )
     assert list(made) == ["0", "0.1", "0.2"]
     np.testing.assert_array_equal(made["0"], x)
     for eps in (0.1, 0.2):
+        full = attacks.pgd_highest_loss(source, x, y, eps, steps=5, rel_step=0.1, seed=3)
+        np.testing.assert_array_equal(made[str(eps)], full)
         expected = attacks.pgd(source, x, y, eps, steps=5, rel_step=0.1, seed=3)
-        np.testing.assert_array_equal(made[str(eps)], expected)
+        np.testing.assert_array_equal(first[str(eps)], expected)
         assert np.abs(made[str(eps)] - x).max() <= eps + 1e-6
     assert not np.array_equal(made["0.1"], made["0.2"])
+    with pytest.raises(ValueError, match="keep must be"):
+        rb.transfer_examples(source, x, y, [0.1], keep="last")
+
+
+def test_full_strength_transfer_transfers_better(trained_cnn, small_mnist):
+    """Examples pushed to the surrogate's highest loss fool another model more often than
+    examples that stop at the surrogate's decision boundary."""
+    x, y = small_mnist.x_test[:200], small_mnist.y_test[:200]
+    set_seed(1)
+    surrogate = build_cnn()  # the attacker's own CNN: another seed, half the data
+    d = small_mnist
+    train_model(surrogate, d.x_train[:1000], d.y_train[:1000], epochs=3, seed=1, progress=False)
+    kwargs = dict(steps=20, seed=0)
+    full = rb.transfer_examples(surrogate, x, y, [0.2], **kwargs)["0.2"]
+    first = rb.transfer_examples(surrogate, x, y, [0.2], keep="first_success", **kwargs)["0.2"]
+    assert accuracy(trained_cnn, full, y) < accuracy(trained_cnn, first, y) - 0.05
 
 
 def test_robustness_curve_on_a_trained_model(trained_cnn, small_mnist):
@@ -179,6 +202,7 @@ def test_sanity_checks_run_every_check_on_every_model(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:50], small_mnist.y_test[:50]
     curve = rb.robustness_curve(trained_cnn, x, y, [0.0, 0.1, 0.2], steps=5, rel_step=0.2)
     settings = dict(eps=0.1, steps=10, restarts=1, rel_step=0.1, tolerance=1.0, seed=0)
+    settings["queries"] = 100
     checks, efforts = rb.sanity_checks(
         {"cnn": trained_cnn}, {"cnn": curve}, x, y, labels={"cnn": "the CNN"}, chance_eps=0.5,
         **settings,
@@ -189,16 +213,22 @@ def test_sanity_checks_run_every_check_on_every_model(trained_cnn, small_mnist):
         "monotone in ε",
         "attack converged",
         "white-box strongest",
+        "gradient-free ≥ white-box",
         "robust = worst case",
     ]
     assert {c.model for c in checks} == {"the CNN"}
     at_chance = attacks.pgd(trained_cnn, x, y, 0.5, steps=10, rel_step=0.1)
     chance = accuracy(trained_cnn, at_chance, y)
     assert checks[0] == rb.check_chance_at_large_budget("the CNN", chance, 0.5) and checks[0].passed
-    del settings["eps"]
+    del settings["eps"], settings["queries"]
+    square = efforts["cnn"].pop("square")
     assert efforts == {"cnn": rb.converge_attack(trained_cnn, x, y, 0.1, **settings)}
+    _, fooled = autoattack.square_attack(trained_cnn, x, y, 0.1, queries=100)
+    assert square == 1 - fooled.mean()
     # A "large" budget too small to erase the digit: the chance check must fail.
-    weak, _ = rb.model_checks("m", trained_cnn, curve, x, y, eps=0.1, chance_eps=0.02, **settings)
+    weak, _ = rb.model_checks(
+        "m", trained_cnn, curve, x, y, eps=0.1, chance_eps=0.02, queries=100, **settings
+    )
     assert not weak[0].passed and weak[1:] == [c._replace(model="m") for c in checks[1:]]
 
 
@@ -300,3 +330,31 @@ def test_square_is_no_stronger_than_pgd_on_an_honest_model(trained_cnn, small_mn
     white_box = accuracy(trained_cnn, attacks.pgd(trained_cnn, x, y, 0.1), y)
     _, fooled = autoattack.square_attack(trained_cnn, x, y, 0.1, queries=200)
     assert rb.check_gradient_free_weaker("cnn", white_box, 1 - fooled.mean()).passed
+
+
+def test_autoattack_joins_the_headline_battery(trained_cnn, small_mnist):
+    x, y = small_mnist.x_test[:60], small_mnist.y_test[:60]
+    models = {"cnn": trained_cnn}
+    settings = dict(surrogate=tiny_smooth_model(), steps=2, restarts=1, rel_step=0.05)
+    headlines = {
+        key: rb.Headline(*rb.evaluate_headline(models, x, y, x, y, eps=float(key), **settings))
+        for key in ("0.1", "0.15")
+    }
+    enlarged, runs = rb.autoattack_headline(
+        models, headlines, x, y, apgd_steps=10, targets=1, queries=50
+    )
+    for key in ("0.1", "0.15"):
+        before, after = headlines[key].numbers["cnn"], enlarged[key].numbers["cnn"]
+        alone = autoattack.autoattack(
+            trained_cnn, x, y, float(key), apgd_steps=10, targets=1, queries=50
+        )
+        run = runs["cnn"][key]
+        assert run["robust"] == alone["robust"] == after["autoattack"]
+        assert set(run["fooled_by"]) == {"apgd-ce", "apgd-t1", "square"} and run["seconds"] > 0
+        np.testing.assert_array_equal(enlarged[key].batteries["cnn"]["autoattack"], alone["x_adv"])
+        worst = worst_case_accuracy(trained_cnn, x, y, enlarged[key].batteries["cnn"])
+        assert after["robust"] == worst["worst_case"] <= min(before["robust"], run["robust"])
+        assert "autoattack" not in headlines[key].batteries["cnn"]  # the input is unchanged
+    assert runs["cnn"]["0.15"]["robust"] <= runs["cnn"]["0.1"]["robust"]
+    table = rb.headline_table({"CNN": enlarged["0.1"].numbers["cnn"]}, 0.1)
+    assert "AutoAttack ε=0.1" in table.splitlines()[0]
