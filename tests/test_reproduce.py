@@ -6,12 +6,16 @@ from helpers.paths import RESULTS_DIR
 from tooling import reproduce
 
 
-def _model(clean, fgsm, pgd, robust, seconds):
+def _model(clean, fgsm, pgd, aa, robust, seconds, at_03=(0.1, 0.05, 0.04, 0.03)):
+    """A model's entry in metrics.json: ``at_03`` = (FGSM, PGD, AutoAttack, robust) at 0.3."""
+    at = {"0.25": (fgsm, pgd, aa, robust), "0.3": at_03}
     return {
         "clean": clean,
-        "fgsm": {"0.25": fgsm},
-        "pgd": {"0.25": pgd},
-        "robust": {"0.25": robust},
+        **{
+            attack: {key: values[i] for key, values in at.items()}
+            for i, attack in enumerate(("fgsm", "pgd", "autoattack", "robust"))
+        },
+        "autoattack_seconds": {"0.25": 60, "0.3": 30},
         "train_seconds": seconds,
         "epochs": 12,
     }
@@ -30,13 +34,18 @@ SAMPLE = {
         "n_test": 10000,
         "n_headline": 2000,
         "eps": 0.25,
-        "pgd": {"steps": 40, "step_size": 0.01, "restarts": 5},
+        "headline_eps": [0.25, 0.3],
+        "pgd": {"steps": 40, "rel_step": 0.04, "restarts": 5},
+        "autoattack": {"apgd_steps": 100, "targets": 3, "queries": 1000, "n_images": 2000},
         "checks": [{"passed": True}, {"passed": True}, {"passed": False}],
     },
+    "published_at_0.3": [
+        {"model": "Madry et al. 2018", "clean": 0.9853, "autoattack": 0.885, "trained_on": "GPU"}
+    ],
     "models": {
-        "standard": _model(0.9921, 0.2, 0.0, 0.0, 300),
-        "fgsm_at": _model(0.99, 0.97, 0.5, 0.45, 600),
-        "pgd_at": _model(0.986, 0.95, 0.92, 0.915, 900),
+        "standard": _model(0.9921, 0.2, 0.0, 0.0, 0.0, 300),
+        "fgsm_at": _model(0.99, 0.97, 0.5, 0.46, 0.45, 600),
+        "pgd_at": _model(0.986, 0.95, 0.92, 0.916, 0.915, 900, at_03=(0.9, 0.7, 0.4, 0.39)),
     },
 }
 
@@ -44,13 +53,28 @@ SAMPLE = {
 def test_table_puts_reference_beside_measured():
     table = reproduce.results_table(SAMPLE)
     lines = table.splitlines()
-    assert lines[0].startswith("| model | clean | FGSM ε=0.25 | PGD-40 ×5 ε=0.25 | robust ε=0.25")
+    assert lines[0].startswith(
+        "| model | clean | FGSM ε=0.25 | PGD-40 ×5 ε=0.25 | AutoAttack ε=0.25 | robust ε=0.25 |"
+    )
     assert "| reference: standard CNN | 99.2% | 72.2% |" in table
-    assert "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 0.0% | 5.0 min (12 epochs) |" in table
-    assert "| **ours: FGSM-trained CNN** | 99.0% | 97.0% | 50.0% | 45.0% |" in table
-    assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.5% | 15.0 min" in table
+    assert (
+        "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 0.0% | 0.0% | 5.0 min (12 epochs) |"
+        in table
+    )
+    assert "| **ours: FGSM-trained CNN** | 99.0% | 97.0% | 50.0% | 46.0% | 45.0% |" in table
+    assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.6% | 91.5% | 15.0 min" in table
     assert "5 restarts" in table and "2 of 3 passed" in table
+    assert "40 steps of 0.04·ε" in table and "1,000 queries" in table
+    assert "PGD-trained CNN 1.5 min" in table  # AutoAttack's time per model, both budgets
     assert "Not a full-size run" not in table
+
+
+def test_table_at_0_3_puts_the_published_models_beside_ours():
+    table = reproduce.results_table(SAMPLE)
+    at_03 = table[table.index("| model | clean | FGSM ε=0.3 |") :]
+    assert "| **ours: PGD-trained CNN** | 98.6% | 90.0% | 70.0% | 40.0% | 39.0% |" in at_03
+    assert "| published: Madry et al. 2018, GPU-trained | 98.5% | – | – | 88.5% | – |" in at_03
+    assert "reference:" not in at_03 and "min (12 epochs)" not in at_03.split("\n\n")[0]
 
 
 def test_table_order_survives_a_json_round_trip():

@@ -51,19 +51,25 @@ def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) ->
     the robustness evaluation of 06."""
     from helpers.artifacts import load_metrics
     from helpers.registry import MODEL_LABELS
+    from helpers.robustness import PUBLISHED_AT_0_3
 
     robustness = load_metrics("robustness")
     attack = load_metrics("fgsm_attack")
     key = _key(robustness["eps"])
+    headlines, runs = robustness["headlines"], robustness["autoattack_runs"]
     models = {}
     for name in MODEL_LABELS:
         training = load_metrics(f"{name}_training")
-        headline = robustness["headline"][name]
+        at_eps = {k: h[name] for k, h in headlines.items()}
+        headline = at_eps[key]
         models[name] = {
             "clean": headline["clean"],
-            "fgsm": {key: headline["fgsm"]},
-            "pgd": {key: headline["pgd"]},
-            "robust": {key: headline["robust"]},
+            **{
+                attack_name: {k: h[attack_name] for k, h in at_eps.items()}
+                for attack_name in ("fgsm", "pgd", "transfer", "autoattack", "robust")
+            },
+            "autoattack_fooled_by": {k: r["fooled_by"] for k, r in runs[name].items()},
+            "autoattack_seconds": {k: r["seconds"] for k, r in runs[name].items()},
             # The PGD setting at which doubling steps or restarts stopped mattering (06's
             # convergence check); where stronger than the headline's, its accuracy too.
             "pgd_converged_at": headline.get("converged_at"),
@@ -72,6 +78,10 @@ def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) ->
                 if "pgd_converged" in headline
                 else {}
             ),
+            # Square alone on the check images (the gradient-free sanity check).
+            "square_alone": {key: robustness["converged"][name]["square"]},
+            # The transfer attack's two versions on the curve images (notebook 06, section 2).
+            "transfer_strength": {key: robustness["transfer_strength"][name]},
             "curves": robustness["curves"][name],
             "fgsm_label_leaking": robustness["label_leaking"][name],
             "train_seconds": training["train_seconds"],
@@ -81,13 +91,24 @@ def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) ->
         "run": {**info, "notebook_seconds": notebook_seconds},
         "evaluation": {
             "eps": robustness["eps"],
+            "headline_eps": [float(k) for k in headlines],
             "n_test": robustness["n_test"],
             "n_headline": robustness["n_headline"],
             "n_curve": robustness["n_curve"],
+            "n_check": robustness["n_check"],
             "pgd": {**robustness["pgd"], "random_start": True},
             "travel": robustness["travel"],
+            "autoattack": {
+                **robustness["autoattack"],
+                "attacks": list(next(iter(runs.values()))[key]["fooled_by"]),
+                "n_images": robustness["n_headline"],
+            },
             "checks": robustness["checks"],
         },
+        "published_at_0.3": [
+            {"model": model, "clean": clean, "autoattack": robust, "trained_on": "GPU"}
+            for model, clean, robust in PUBLISHED_AT_0_3
+        ],
         "models": models,
         "saturated_softmax": {
             "model": "standard",
@@ -111,36 +132,55 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _budget_table(metrics: dict[str, Any], key: str, order: list[str]) -> str:
+    """One Markdown table at budget ``key``: our models (and, at the course's budget, the
+    origin's figures beside them with the training time; at 0.3 the published models)."""
+    from helpers.registry import MODEL_LABELS
+
+    ev = metrics["evaluation"]
+    pgd, course = ev["pgd"], key == _key(ev["eps"])
+    columns = [
+        "model", "clean", f"FGSM ε={key}", f"PGD-{pgd['steps']} ×{pgd['restarts']} ε={key}",
+        f"AutoAttack ε={key}", f"robust ε={key}", *(["training time"] if course else []),
+    ]  # fmt: skip
+    rows = []
+    for name in order:
+        measured = metrics["models"][name]
+        ref = REFERENCE.get(name) if course else None
+        if ref:
+            rows.append(
+                f"| reference: {REFERENCE_LABELS[name]} | {_pct(ref['clean'])} | "
+                f"{_pct(ref['fgsm'])} | – | – | – | – |"
+            )
+        cells = [_pct(measured["clean"])]
+        cells += [_pct(measured[a].get(key)) for a in ("fgsm", "pgd", "autoattack", "robust")]
+        if course:
+            cells.append(f"{measured['train_seconds'] / 60:.1f} min ({measured['epochs']} epochs)")
+        rows.append(f"| **ours: {MODEL_LABELS.get(name, name)}** | " + " | ".join(cells) + " |")
+    if key == "0.3":
+        rows += [
+            f"| published: {p['model']}, {p['trained_on']}-trained | {_pct(p['clean'])} | – | – "
+            f"| {_pct(p['autoattack'])} | – |"
+            for p in metrics.get("published_at_0.3", [])
+        ]
+    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+    return header + "\n" + "\n".join(rows)
+
+
 def results_table(metrics: dict[str, Any]) -> str:
-    """The README's Markdown table, generated from ``metrics.json`` alone."""
+    """The README's Markdown tables (one per budget of the headline), generated from
+    ``metrics.json`` alone."""
     from helpers.registry import MODEL_LABELS
 
     ev = metrics["evaluation"]
     key = _key(ev["eps"])
     pgd = ev["pgd"]
     restarts = f"{pgd['restarts']} restart{'s' if pgd['restarts'] > 1 else ''}"
-    header = (
-        f"| model | clean | FGSM ε={key} | PGD-{pgd['steps']} ×{pgd['restarts']} ε={key} | "
-        f"robust ε={key} | training time |\n|---|---|---|---|---|---|\n"
-    )
-    rows = []
     # The course's order (MODEL_LABELS), not the JSON's alphabetical one; then any others.
     order = [m for m in MODEL_LABELS if m in metrics["models"]]
     order += sorted(set(metrics["models"]) - set(order))
-    for name in order:
-        measured = metrics["models"][name]
-        ref = REFERENCE.get(name)
-        if ref:
-            rows.append(
-                f"| reference: {REFERENCE_LABELS[name]} | {_pct(ref['clean'])} | "
-                f"{_pct(ref['fgsm'])} | – | – | – |"
-            )
-        minutes = measured["train_seconds"] / 60
-        rows.append(
-            f"| **ours: {MODEL_LABELS.get(name, name)}** | {_pct(measured['clean'])} | "
-            f"{_pct(measured['fgsm'][key])} | {_pct(measured['pgd'][key])} | "
-            f"{_pct(measured['robust'][key])} | {minutes:.1f} min ({measured['epochs']} epochs) |"
-        )
+    keys = [_key(e) for e in ev.get("headline_eps", [ev["eps"]])]
+    tables = "\n\n".join(_budget_table(metrics, k, order) for k in keys)
     stronger = [
         f"{MODEL_LABELS.get(n, n)}: {m['pgd_converged_at']}, {_pct(m['pgd_converged'][key])}"
         for n, m in ((n, metrics["models"][n]) for n in order)
@@ -148,14 +188,31 @@ def results_table(metrics: dict[str, Any]) -> str:
     ]
     run = metrics["run"]
     passed = sum(c["passed"] for c in ev["checks"])
+    aa = ev.get("autoattack")
     note = (
         f"\nMeasured {run['date']} on {run['machine']} (commit `{run['commit']}`, seed "
         f"{run['seed']}, TensorFlow {run['tensorflow']}). Clean and FGSM accuracy on all "
-        f"{ev['n_test']:,} test images; PGD ({pgd['steps']} steps of {pgd['step_size']}, "
-        f"random start, {restarts}, each image keeps its worst case) and robust accuracy "
-        f"(per image, the worst case over FGSM, PGD, a transfer attack and random noise) on a "
-        f"fixed stratified subset of {ev['n_headline']:,}. "
-        + (
+        f"{ev['n_test']:,} test images; PGD ({pgd['steps']} steps of {pgd['rel_step']:g}·ε, "
+        f"random start, {restarts}, each image keeps its worst case), AutoAttack and robust "
+        f"accuracy (per image, the worst case over FGSM, PGD, a transfer attack, random noise "
+        f"and AutoAttack) on a fixed stratified subset of {ev['n_headline']:,}. "
+    )
+    if aa:
+        seconds = {
+            MODEL_LABELS.get(n, n): sum(metrics["models"][n]["autoattack_seconds"].values())
+            for n in order
+        }
+        note += (
+            f"AutoAttack here is APGD-CE and APGD-T ({aa['apgd_steps']} steps each; APGD-T "
+            f"towards the {aa['targets']} most likely wrong classes) and Square "
+            f"({aa['queries']:,} queries), each on what the earlier left unbroken; the standard "
+            "version uses 9 classes, 5,000 queries and adds FAB-T. Its time per model, both "
+            "budgets: "
+            + ", ".join(f"{label} {s / 60:.1f} min" for label, s in seconds.items())
+            + ". "
+        )
+    note += (
+        (
             "Where doubling PGD's steps or restarts still found more adversarial examples, "
             "the robust accuracy also includes the stronger PGD at which it stopped ("
             + "; ".join(stronger)
@@ -163,11 +220,16 @@ def results_table(metrics: dict[str, Any]) -> str:
             if stronger
             else ""
         )
-        + f"Attacks use the true labels and the "
-        f"loss on the logits. Training time includes the per-epoch validation attacks. "
+        + "Attacks use the true labels and the "
+        "loss on the logits. Training time includes the per-epoch validation attacks. "
         f"Sanity checks of notebook 06 (Carlini et al. 2019): {passed} of {len(ev['checks'])} "
         "passed."
     )
+    if "0.3" in keys:
+        note += (
+            " The published rows at ε = 0.3 are the standard AutoAttack on the whole test set "
+            "(Croce & Hein 2020, MNIST table), for models trained on GPUs."
+        )
     seconds = run.get("notebook_seconds", {})
     if seconds:
         timings = ", ".join(
@@ -184,7 +246,7 @@ def results_table(metrics: dict[str, Any]) -> str:
         )
     if not run["full_size"]:
         note += " **Not a full-size run.**"
-    return header + "\n".join(rows) + "\n" + note
+    return tables + "\n" + note
 
 
 def update_readme(
