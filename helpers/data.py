@@ -79,7 +79,19 @@ def verify_mnist_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as err:
+        raise MnistDataError(
+            f"{path} cannot be read as an .npz archive ({type(err).__name__}: {err}); "
+            f"it is truncated or corrupt. {_FIX_HINT}"
+        ) from err
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array
+        raise MnistDataError(
+            f"{path} holds a single array, not an .npz archive with x_train, y_train, x_test "
+            f"and y_test. {_FIX_HINT}"
+        )
+    try:
+        with loaded as npz:
             return {name: npz[name] for name in npz.files}
     except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as err:
         raise MnistDataError(
@@ -88,10 +100,30 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         ) from err
 
 
-def _download_with_keras() -> dict[str, np.ndarray]:
+#: Seconds the download may wait for the server before giving up (per connection attempt).
+DOWNLOAD_TIMEOUT = 30.0
+
+
+def _download_with_keras(timeout: float = DOWNLOAD_TIMEOUT) -> dict[str, np.ndarray]:
+    """MNIST through ``keras.datasets.mnist``, giving up after ``timeout`` seconds without
+    an answer; any failure is a :class:`MnistDataError` that says how to work offline."""
+    import socket
+
     import keras
 
-    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as err:  # urllib, socket and Keras' own errors: all mean "no data"
+        raise MnistDataError(
+            f"downloading MNIST failed ({type(err).__name__}: {err}); the machine seems to be "
+            f"offline or the server did not answer within {timeout:g} s. The course needs no "
+            "network: restore the shipped file with `git checkout -- data/mnist.npz` or set "
+            "MNIST_NPZ to a copy."
+        ) from err
+    finally:
+        socket.setdefaulttimeout(previous)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 

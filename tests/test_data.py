@@ -176,3 +176,30 @@ def test_labels_out_of_range_are_refused():
     x = np.zeros((2, 28, 28, 1), np.float32)
     with pytest.raises(ValueError, match=r"0\.\.9"):
         data.labels_for(x, np.array([1, 42]))
+
+
+def test_an_npy_file_is_refused_with_a_clear_error(tmp_path):
+    path = tmp_path / "mnist.npy"
+    np.save(path, np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(data.MnistDataError, match="single array, not an .npz archive"):
+        data.load_mnist(path)
+
+
+def test_the_download_gives_up_on_a_server_that_never_answers(monkeypatch):
+    """A network that accepts the connection but never answers must not hang the course."""
+    import socket
+    import time
+    import urllib.request
+
+    import keras
+
+    with socket.socket() as server:  # listens (the kernel completes the handshake), never replies
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/mnist.npz"
+        monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: urllib.request.urlopen(url))
+        started = time.monotonic()
+        with pytest.raises(data.MnistDataError, match=r"did not answer within 0.5 s.*mnist.npz"):
+            data._download_with_keras(timeout=0.5)
+        assert time.monotonic() - started < 10
+    assert socket.getdefaulttimeout() is None  # the process's default is restored

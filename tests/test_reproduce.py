@@ -145,3 +145,39 @@ def test_a_run_makes_its_notebooks_models_afresh(tmp_path, monkeypatch):
     assert forget_models_made_by("06_robustness_evaluation.ipynb") == ["surrogate", "fgsm_leaky"]
     assert [p.name for p in models.iterdir()] == ["standard.keras"]
     assert forget_models_made_by("05_evaluation.ipynb") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda m: m["models"]["pgd_at"]["autoattack"].pop("0.3"),
+            r"models\.pgd_at\.autoattack\.0\.3",
+        ),
+        (
+            lambda m: m["models"]["standard"].update(clean=float("nan")),
+            r"models\.standard\.clean = nan",
+        ),
+        (
+            lambda m: m["models"]["fgsm_at"]["fgsm"].update({"0.25": 1.7}),
+            r"fgsm\.0\.25 = 1\.7 is not",
+        ),
+        (lambda m: m["models"]["fgsm_at"]["robust"].update({"0.25": 99.0}), r"robust\.0\.25 = 99"),
+        (lambda m: m["models"]["standard"].update(train_seconds=-1), "train_seconds = -1"),
+        (lambda m: m["evaluation"].pop("checks"), "lacks evaluation.checks"),
+    ],
+)
+def test_the_table_refuses_bad_metrics_naming_the_key(change, message):
+    metrics = json.loads(json.dumps(SAMPLE))
+    change(metrics)
+    with pytest.raises(ValueError, match=message):
+        reproduce.results_table(metrics)
+
+
+def test_a_missing_or_broken_metrics_file_gets_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="does not exist: run `make reproduce`"):
+        reproduce.read_metrics(tmp_path / "metrics.json")
+    broken = tmp_path / "metrics.json"
+    broken.write_text('{"run": {')
+    with pytest.raises(ValueError, match="not readable JSON"):
+        reproduce.read_metrics(broken)

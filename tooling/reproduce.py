@@ -132,6 +132,45 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+#: The accuracies of a model's entry in metrics.json that the README shows, per budget.
+TABLE_ACCURACIES = ("fgsm", "pgd", "autoattack", "robust")
+
+
+def check_metrics(metrics: dict[str, Any]) -> None:
+    """Refuse a ``metrics.json`` the README table cannot honestly show: a missing key or an
+    accuracy that is not a number in [0, 1] raises ``ValueError`` naming it (with its path,
+    e.g. ``models.pgd_at.autoattack.0.3``) and how to fix it."""
+    fix = "re-run `make reproduce` (or restore results/metrics.json with git)"
+
+    def get(d: Any, key: str, where: str) -> Any:
+        if not isinstance(d, dict) or key not in d:
+            raise ValueError(f"metrics.json lacks {where}{key}; {fix}")
+        return d[key]
+
+    def accuracy(value: Any, where: str) -> None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not 0.0 <= value <= 1.0:  # NaN fails the comparison too
+            raise ValueError(
+                f"metrics.json: {where} = {value!r} is not an accuracy in [0, 1]; {fix}"
+            )
+
+    evaluation = get(metrics, "evaluation", "")
+    for key in ("eps", "n_test", "n_headline", "pgd", "checks"):
+        get(evaluation, key, "evaluation.")
+    get(get(metrics, "run", ""), "full_size", "run.")
+    keys = [_key(e) for e in evaluation.get("headline_eps", [evaluation["eps"]])]
+    for name, entry in get(metrics, "models", "").items():
+        where = f"models.{name}."
+        accuracy(get(entry, "clean", where), f"{where}clean")
+        for field in TABLE_ACCURACIES:
+            values = get(entry, field, where)
+            for key in keys:
+                accuracy(get(values, key, f"{where}{field}."), f"{where}{field}.{key}")
+        seconds = get(entry, "train_seconds", where)
+        if not isinstance(seconds, int | float) or not 0 < seconds < float("inf"):
+            raise ValueError(f"metrics.json: {where}train_seconds = {seconds!r}; {fix}")
+
+
 def _budget_table(metrics: dict[str, Any], key: str, order: list[str]) -> str:
     """One Markdown table at budget ``key``: our models (and, at the course's budget, the
     origin's figures beside them with the training time; at 0.3 the published models)."""
@@ -169,9 +208,10 @@ def _budget_table(metrics: dict[str, Any], key: str, order: list[str]) -> str:
 
 def results_table(metrics: dict[str, Any]) -> str:
     """The README's Markdown tables (one per budget of the headline), generated from
-    ``metrics.json`` alone."""
+    ``metrics.json`` alone (checked first: :func:`check_metrics`)."""
     from helpers.registry import MODEL_LABELS
 
+    check_metrics(metrics)
     ev = metrics["evaluation"]
     key = _key(ev["eps"])
     pgd = ev["pgd"]
@@ -249,6 +289,20 @@ def results_table(metrics: dict[str, Any]) -> str:
     return tables + "\n" + note
 
 
+def read_metrics(path: Path) -> dict[str, Any]:
+    """``metrics.json`` as a dict; a missing or unreadable file raises ``ValueError`` that
+    names it and says how to get it back."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ValueError(f"{path} does not exist: run `make reproduce` to make it") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path} is not readable JSON ({err}); restore it with `git checkout -- {path.name}` "
+            "in results/ or run `make reproduce`"
+        ) from err
+
+
 def update_readme(
     table: str, readme: Path = README, start: str = TABLE_START, end: str = TABLE_END
 ) -> bool:
@@ -261,7 +315,11 @@ def update_readme(
     _, tail = rest.split(end, 1)
     new = f"{head}{start}\n{table}\n{end}{tail}"
     if new != text:
-        readme.write_text(new)
+        from helpers.artifacts import write_atomically
+
+        with write_atomically(readme) as scratch:
+            scratch.write_text(new)
+            scratch.chmod(readme.stat().st_mode & 0o777)
     return new != text
 
 
@@ -342,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.readme_only:
-        metrics = json.loads((RESULTS_DIR / "metrics.json").read_text())
+        metrics = read_metrics(RESULTS_DIR / "metrics.json")
         changed = update_readme(results_table(metrics))
         print("README table", "updated" if changed else "already up to date")
         return 0
@@ -359,12 +417,16 @@ def main(argv: list[str] | None = None) -> int:
     seconds = run_series(args.size, artifacts / "executed", args.start_at)
     seconds["total"] = sum(seconds.values())
     metrics = collect_metrics(info, seconds)
+    table = results_table(metrics)  # checks the metrics before anything is written
+
+    from helpers.artifacts import write_atomically
 
     results.mkdir(parents=True, exist_ok=True)
-    (results / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    with write_atomically(results / "metrics.json") as scratch:
+        scratch.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     for figure in sorted((artifacts / "figures").glob("*.png")):
-        shutil.copy(figure, results / figure.name)
-    table = results_table(metrics)
+        with write_atomically(results / figure.name) as scratch:
+            shutil.copy(figure, scratch)
     print("\n" + table + "\n")
     print(f"wrote {results / 'metrics.json'} and the figures")
     print(f"executed notebooks kept in {artifacts / 'executed'}")
