@@ -141,7 +141,7 @@ def test_evaluate_headline_runs_the_battery_on_every_model(trained_cnn, small_mn
     battery = batteries["cnn"]
     assert list(battery) == ["fgsm", "pgd", "transfer", "noise"]
     # Each attack is the library's, with the given settings; the transfer examples are made
-    # once on the surrogate (one start) and are the same for every model.
+    # once on the surrogate (one start, full strength) and are the same for every model.
     pgd = attacks.pgd(trained_cnn, x, y, 0.2, **settings)
     np.testing.assert_array_equal(battery["pgd"], pgd)
     np.testing.assert_array_equal(battery["fgsm"], attacks.fgsm(trained_cnn, x, y, 0.2))
@@ -156,6 +156,7 @@ def test_evaluate_headline_runs_the_battery_on_every_model(trained_cnn, small_mn
         "clean": full["0"],
         "fgsm": full["0.2"],
         "pgd": on_head["pgd"],
+        "transfer": on_head["transfer"],
         "robust": on_head["worst_case"],
     }
     assert numbers["cnn"]["robust"] <= min(on_head[a] for a in battery)
@@ -180,14 +181,21 @@ def test_strengthen_headline_adds_the_converged_attack(trained_cnn, small_mnist)
     strong = attacks.pgd(trained_cnn, x, y, 0.1, steps=20, restarts=2, rel_step=0.05)
     np.testing.assert_array_equal(strong_batteries["cnn"]["pgd_converged"], strong)
     after = strong_numbers["cnn"]
-    assert list(after) == ["clean", "fgsm", "pgd", "robust", "converged_at", "pgd_converged"]
+    assert list(after) == [
+        "clean",
+        "fgsm",
+        "pgd",
+        "transfer",
+        "robust",
+        "converged_at",
+        "pgd_converged",
+    ]
     assert after["converged_at"] == "PGD-20×2"
     assert after["pgd_converged"] == accuracy(trained_cnn, strong, y) < before["pgd"]
     worst = worst_case_accuracy(trained_cnn, x, y, strong_batteries["cnn"])["worst_case"]
     assert after["robust"] == worst < before["robust"]
-    assert {k: after[k] for k in ("clean", "fgsm", "pgd")} == {
-        k: before[k] for k in ("clean", "fgsm", "pgd")
-    }
+    kept = ("clean", "fgsm", "pgd", "transfer")
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     assert "converged_at" not in before and "pgd_converged" not in batteries["cnn"]  # unchanged
     # Converged at the headline's own setting: only the setting is recorded.
     converged = {"steps": 2, "restarts": 1, "tried": [[2, 1, 0.9]]}
@@ -202,10 +210,10 @@ def test_sanity_checks_run_every_check_on_every_model(trained_cnn, small_mnist):
     x, y = small_mnist.x_test[:50], small_mnist.y_test[:50]
     curve = rb.robustness_curve(trained_cnn, x, y, [0.0, 0.1, 0.2], steps=5, rel_step=0.2)
     settings = dict(eps=0.1, steps=10, restarts=1, rel_step=0.1, tolerance=1.0, seed=0)
-    settings["queries"] = 100
+    run = {"fooled_by": {"apgd-ce": 0.5, "square": 0.0}}
     checks, efforts = rb.sanity_checks(
         {"cnn": trained_cnn}, {"cnn": curve}, x, y, labels={"cnn": "the CNN"}, chance_eps=0.5,
-        **settings,
+        autoattack_runs={"cnn": run}, **settings,
     )  # fmt: skip
     assert [c.name for c in checks] == [
         "chance at ε=0.5",
@@ -213,21 +221,18 @@ def test_sanity_checks_run_every_check_on_every_model(trained_cnn, small_mnist):
         "monotone in ε",
         "attack converged",
         "white-box strongest",
-        "gradient-free ≥ white-box",
+        "gradient-free adds little",
         "robust = worst case",
     ]
     assert {c.model for c in checks} == {"the CNN"}
     at_chance = attacks.pgd(trained_cnn, x, y, 0.5, steps=10, rel_step=0.1)
     chance = accuracy(trained_cnn, at_chance, y)
     assert checks[0] == rb.check_chance_at_large_budget("the CNN", chance, 0.5) and checks[0].passed
-    del settings["eps"], settings["queries"]
-    square = efforts["cnn"].pop("square")
+    del settings["eps"]
     assert efforts == {"cnn": rb.converge_attack(trained_cnn, x, y, 0.1, **settings)}
-    _, fooled = autoattack.square_attack(trained_cnn, x, y, 0.1, queries=100)
-    assert square == 1 - fooled.mean()
     # A "large" budget too small to erase the digit: the chance check must fail.
     weak, _ = rb.model_checks(
-        "m", trained_cnn, curve, x, y, eps=0.1, chance_eps=0.02, queries=100, **settings
+        "m", trained_cnn, curve, x, y, eps=0.1, chance_eps=0.02, autoattack_run=run, **settings
     )
     assert not weak[0].passed and weak[1:] == [c._replace(model="m") for c in checks[1:]]
 
@@ -321,6 +326,13 @@ def test_gradient_free_check_fires_on_masking():
     masked = rb.check_gradient_free_weaker("m", white_box=0.90, gradient_free=0.30)
     assert ok.passed and not masked.passed
     assert "gradient masking suspected" in masked.detail and "30.0%" in masked.detail
+
+
+def test_gradient_free_check_reads_what_square_found_after_the_gradient_attacks():
+    ok = rb.check_gradient_free_adds_little("m", {"fooled_by": {"apgd-ce": 0.6, "square": 0.002}})
+    bad = rb.check_gradient_free_adds_little("m", {"fooled_by": {"apgd-ce": 0.6, "square": 0.041}})
+    assert ok.passed and not bad.passed
+    assert "4.1%" in bad.detail and "gradient masking suspected" in bad.detail
 
 
 def test_square_is_no_stronger_than_pgd_on_an_honest_model(trained_cnn, small_mnist):
