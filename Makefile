@@ -18,7 +18,7 @@ help:
 	@echo "make lab        open JupyterLab on the notebooks"
 	@echo "make strip      remove outputs from the notebooks before committing"
 	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=ci: small runs)"
-	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student), write grades.csv"
+	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student) in a sandbox, write grades.csv (JOBS=N)"
 	@echo "make bench      measure speed on this machine, write benchmarks/results.json (4-12 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -76,6 +76,8 @@ clean:
 SIZE ?= full
 SUBMISSIONS ?=
 GRADES ?= build/classroom/grades.csv
+JOBS ?= 1
+SANDBOX ?= on
 
 # Student versions of every notebook with exercises, at SIZE=full (the course) or ci (small).
 assignments: $(STAMP)
@@ -84,7 +86,8 @@ assignments: $(STAMP)
 # Autogrades SUBMISSIONS (one folder per student) and writes the grade table GRADES.
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-student-folders"; exit 2; }
-	$(BIN)/python -m tooling.classroom grade "$(SUBMISSIONS)" --out "$(GRADES)"
+	$(BIN)/python -m tooling.classroom grade "$(SUBMISSIONS)" --out "$(GRADES)" --jobs $(JOBS) \
+		$(if $(filter off,$(SANDBOX)),--no-sandbox,)
 
 # CI check: release at CI size in a scratch folder, nbgrader validate, autograde both versions.
 classroom: $(STAMP)

@@ -201,3 +201,90 @@ def test_student_version_runs_up_to_the_first_exercise(chains, notebook):
         if i < first or not (classroom.is_solution_cell(cell) or classroom.is_graded_cell(cell)):
             errors = [o for o in cell.get("outputs", []) if o["output_type"] == "error"]
             assert not errors, f"cell {i} failed: {classroom.cell_text(cell)[:200]}"
+
+
+EVIL = """
+import json, socket
+from pathlib import Path
+tried = {{}}
+def attempt(name, action):
+    try:
+        action()
+        tried[name] = "done"
+    except Exception as err:
+        tried[name] = type(err).__name__
+attempt("read solutions", lambda: Path({source!r}).read_text())
+attempt("read instructor notebook", lambda: Path({instructor!r}).read_text())
+attempt("write course library", lambda: Path({library!r}).write_text("x = 1"))
+attempt("write gradebook", lambda: open({gradebook!r}, "ab").write(b"x"))
+attempt("edit other submission", lambda: Path({victim!r}).write_text("{{}}"))
+attempt("network", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2))
+print("TRIED", json.dumps(tried))
+"""
+
+
+def test_a_malicious_submission_changes_nothing_but_its_own_grade(course, tmp_path):
+    """Mallory's notebook tries to read the solutions, write the course library, the
+    gradebook and Victor's submission, and reach the network; everything fails, Victor
+    keeps full marks, and the odd folders are graded or reported one by one."""
+    import hashlib
+    import json
+    import socket
+
+    from tooling import grading, sandbox
+
+    ok, reason = sandbox.is_available()
+    if not ok:
+        pytest.skip(reason)
+    notebook = next(n for n in GRADED if n.startswith("01"))
+    aid = classroom.assignment_id(notebook)
+    instructor = _path(course, "source", notebook)
+    subs = tmp_path / "subs"
+    for student in ("victor", "*", ".dave", "_carol"):
+        (subs / student).mkdir(parents=True)
+        shutil.copy(instructor, subs / student / notebook)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    nb = nbformat.read(instructor, as_version=4)
+    evil = EVIL.format(
+        source=str(instructor),
+        instructor=str(NOTEBOOKS_DIR / notebook),
+        library=str(PROJECT_ROOT / "helpers" / "evil.py"),
+        gradebook=str(course / "gradebook.db"),
+        victim=str(subs / "victor" / notebook),
+        port=listener.getsockname()[1],
+    )
+    nb.cells.insert(2, nbformat.v4.new_code_cell(evil))
+    (subs / "mallory").mkdir()
+    nbformat.write(nb, subs / "mallory" / notebook)
+    (subs / "broken").mkdir()
+    (subs / "broken" / notebook).write_text('{"cells": [')
+    (subs / "linked").mkdir()
+    (subs / "linked" / notebook).symlink_to(instructor)
+
+    def digest(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    before = {p: digest(p) for p in (course / "gradebook.db", subs / "victor" / notebook)}
+    out = grading.grade(subs, course, tmp_path / "grades.csv", jobs=2)
+    listener.close()
+    rows = {(r["student"], r["assignment"]): r for r in _read_csv(out)}
+    full = float(rows[("victor", aid)]["max_score"])
+    for student in ("victor", "*", ".dave", "_carol", "mallory"):  # names taken literally
+        assert rows[(student, aid)]["status"] == "graded", rows[(student, aid)]
+        assert float(rows[(student, aid)]["score"]) == full, rows[(student, aid)]
+    assert (
+        rows[("broken", aid)]["status"].startswith("not graded: ")
+        and "readable" in rows[("broken", aid)]["status"]
+    )
+    assert "symbolic link" in rows[("linked", aid)]["status"]
+    assert float(rows[("linked", aid)]["score"]) == 0.0
+    assert {p: digest(p) for p in before} == before
+    assert not (PROJECT_ROOT / "helpers" / "evil.py").exists()
+    executed = nbformat.read(course / "autograded" / "mallory" / aid / notebook, as_version=4)
+    printed = "".join(o.get("text", "") for o in executed.cells[2].outputs)
+    tried = json.loads(printed.split("TRIED", 1)[1])
+    assert tried["read solutions"] == "FileNotFoundError", tried
+    assert tried["read instructor notebook"] == "FileNotFoundError", tried
+    assert all(v != "done" for v in tried.values()), tried

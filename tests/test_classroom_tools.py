@@ -110,25 +110,52 @@ def _course(tmp_path, notebook="01_data_and_preprocessing.ipynb"):
     return course, aid, nb
 
 
-def test_stage_submissions_reads_both_layouts_and_resets_parameters(tmp_path):
+def test_stage_student_reads_both_layouts_and_resets_parameters(tmp_path):
+    from tooling import grading
+
     course, aid, nb = _course(tmp_path)
     notebook = f"{aid}.ipynb"
     changed = json.loads(json.dumps(nb))
     classroom.parameters_cell(changed)["source"] = "SEED = 5\nN_SHOW = 1000"
     subs = tmp_path / "subs"
     classroom.save_notebook(changed, subs / "ada" / notebook)  # flat
-    classroom.save_notebook(changed, subs / "bob" / aid / notebook)  # nbgrader's layout
-    (subs / "bob" / aid / "timestamp.txt").write_text("2026-11-20 10:00:00 UTC")
+    classroom.save_notebook(changed, subs / "*" / aid / notebook)  # nbgrader's layout
+    (subs / "*" / aid / "timestamp.txt").write_text("2026-11-20 10:00:00 UTC")
     (subs / "cyd").mkdir()  # handed in nothing
-    (subs / ".hidden").mkdir()
-    found = classroom.stage_submissions(subs, course)
-    assert found == {"ada": [aid], "bob": [aid], "cyd": []}
-    for student in ("ada", "bob"):
-        staged = classroom.load_notebook(course / "submitted" / student / aid / notebook)
+    (subs / ".dave").mkdir()
+    assert [p.name for p in grading.students_in(subs)] == ["*", ".dave", "ada", "cyd"]
+    for student in ("ada", "*"):
+        scratch = tmp_path / "scratch" / student
+        found = grading.stage_student(subs / student, course, scratch)
+        assert found == {
+            aid: grading.Submission(grading.find_submission(subs / student, aid).path, None)
+        }
+        staged = classroom.load_notebook(
+            scratch / "course" / "submitted" / grading.SCRATCH_STUDENT / aid / notebook
+        )
         assert classroom.cell_text(classroom.parameters_cell(staged)) == classroom.cell_text(
             classroom.parameters_cell(nb)
         )
-    assert (course / "submitted" / "bob" / aid / "timestamp.txt").exists()
+        assert (scratch / "course" / "source" / aid / notebook).exists()
+    stamp = tmp_path / "scratch" / "*" / "course" / "submitted" / "student" / aid / "timestamp.txt"
+    assert stamp.exists()
+    assert grading.find_submission(subs / "cyd", aid) == grading.Submission(None, None)
+
+
+def test_a_broken_or_linked_notebook_is_a_problem_of_that_student_only(tmp_path):
+    from tooling import grading
+
+    aid = "01_data_and_preprocessing"
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / f"{aid}.ipynb").write_text('{"cells": [')
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / f"{aid}.ipynb").symlink_to(NOTEBOOKS_DIR / f"{aid}.ipynb")
+    (tmp_path / "folder-link").symlink_to(tmp_path / "linked", target_is_directory=True)
+    broken = grading.find_submission(tmp_path / "broken", aid)
+    assert broken.path is None and "not a readable notebook" in broken.problem
+    for student in ("linked", "folder-link"):
+        linked = grading.find_submission(tmp_path / student, aid)
+        assert linked.path is None and "symbolic link" in linked.problem, linked
 
 
 def test_grade_without_a_release_says_what_to_do(tmp_path, capsys):

@@ -29,7 +29,7 @@ same size whatever they experimented with.
 Command line (``make assignments`` / ``make grade`` call these)::
 
     python -m tooling.classroom assignments [--size full|ci]
-    python -m tooling.classroom grade SUBMISSIONS [--out grades.csv]
+    python -m tooling.classroom grade SUBMISSIONS [--out grades.csv] [--jobs N] [--no-sandbox]
 """
 
 from __future__ import annotations
@@ -209,9 +209,13 @@ def course_assignments(course_dir: Path = COURSE_DIR) -> list[str]:
     return json.loads((course_dir / "classroom.json").read_text())["assignments"]
 
 
-def nbgrader_api(course_dir: Path, size: str) -> Any:
+def nbgrader_api(
+    course_dir: Path, size: str, kernel: str | None = None, sockets: Path | None = None
+) -> Any:
     """nbgrader's high-level Python API (``NbGraderAPI``) on the course folder, configured
-    like its ``nbgrader_config.py``."""
+    like its ``nbgrader_config.py``; ``kernel``: the kernel spec to execute notebooks with
+    (instead of the notebook's own), reached over Unix sockets named ``sockets-<port>``
+    (the grading sandbox of :mod:`tooling.sandbox` has no network)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
@@ -219,6 +223,10 @@ def nbgrader_api(course_dir: Path, size: str) -> Any:
     config.CourseDirectory.root = str(course_dir)
     config.CourseDirectory.course_id = COURSE_ID
     config.Execute.timeout = CELL_TIMEOUT[size]
+    if kernel is not None:
+        config.Execute.kernel_name = kernel
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(sockets)
     # No exchange here (that is JupyterHub's business): point it at a folder that does not
     # exist, so the API does not look for the system-wide one.
     config.Exchange.root = str(course_dir / "no-exchange")
@@ -353,109 +361,7 @@ def validate(
 
 
 # --------------------------------------------------------------------------- grading
-
-
-def _find_submission(student_dir: Path, notebook: str) -> Path | None:
-    for candidate in (student_dir / assignment_id(notebook) / notebook, student_dir / notebook):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def stage_submissions(submissions: Path, course_dir: Path = COURSE_DIR) -> dict[str, list[str]]:
-    """Copy a folder of submissions into nbgrader's ``submitted/`` layout.
-
-    ``submissions`` holds one folder per student (the folder name is the student id), with
-    the student's notebooks either directly inside or in nbgrader's ``<assignment id>/``
-    subfolders (what ``nbgrader collect`` produces; a ``timestamp.txt`` there is kept).
-    Each copy's parameters cell is reset to the released one. Returns, per student, the
-    assignments found. If ``submissions`` is the course's own ``submitted/`` folder, the
-    notebooks are graded where they are.
-    """
-    submissions = Path(submissions).resolve()
-    submitted = (course_dir / "submitted").resolve()
-    if not submissions.is_dir():
-        raise FileNotFoundError(f"no folder of submissions at {submissions}")
-    in_place = submissions == submitted
-    if not in_place:
-        for folder in ("submitted", "autograded"):
-            shutil.rmtree(course_dir / folder, ignore_errors=True)
-    found: dict[str, list[str]] = {}
-    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
-        if student_dir.name.startswith((".", "_")):
-            continue
-        found[student_dir.name] = []
-        for aid in course_assignments(course_dir):
-            notebook = f"{aid}.ipynb"
-            path = _find_submission(student_dir, notebook)
-            if path is None:
-                continue
-            target = submitted / student_dir.name / aid / notebook
-            nb = load_notebook(path)
-            released = parameters_cell(load_notebook(course_dir / "source" / aid / notebook))
-            own = parameters_cell(nb)
-            if own is not None and released is not None:
-                own["source"] = released["source"]
-            else:
-                print(f"warning: {path} has no parameters cell; graded as submitted")
-            save_notebook(nb, target)
-            stamp = path.parent / "timestamp.txt"
-            if not in_place and path.parent.name == aid and stamp.is_file():
-                shutil.copy(stamp, target.parent / "timestamp.txt")
-            found[student_dir.name].append(aid)
-    return found
-
-
-def _row(student: str, aid: str, score: float, max_score: float, status: str) -> dict[str, Any]:
-    return {
-        "student": student,
-        "assignment": aid,
-        "score": score,
-        "max_score": max_score,
-        "status": status,
-    }
-
-
-def grade_rows(
-    submitted: Mapping[str, Iterable[str]], course_dir: Path = COURSE_DIR
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Read the gradebook for ``submitted`` (student -> assignments handed in): one row
-    per (student, assignment) and one per graded cell.
-
-    An assignment not handed in (or not graded) scores 0 with status ``missing``; a
-    submission with cells to grade by hand has status ``needs manual grading``.
-    """
-    from nbgrader.api import Gradebook, MissingEntry
-
-    rows, cells = [], []
-    assignments = course_assignments(course_dir)
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}", COURSE_ID) as gb:
-        for student, handed_in in submitted.items():
-            for aid in assignments:
-                sub = None
-                if aid in handed_in:
-                    try:
-                        sub = gb.find_submission(aid, student)
-                    except MissingEntry:
-                        sub = None
-                if sub is None:
-                    max_score = gb.find_assignment(aid).max_score
-                    rows.append(_row(student, aid, 0.0, max_score, "missing"))
-                    continue
-                status = "needs manual grading" if sub.needs_manual_grade else "graded"
-                rows.append(_row(student, aid, sub.score, sub.max_score, status))
-                for nb in sub.notebooks:
-                    for grade in sorted(nb.grades, key=lambda g: g.name):
-                        cells.append(
-                            {
-                                "student": student,
-                                "assignment": aid,
-                                "exercise": grade.name,
-                                "score": grade.score,
-                                "max_score": grade.max_score,
-                            }
-                        )
-    return rows, cells
+# Grading itself is tooling/grading.py: one student at a time, each kernel in a sandbox.
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -465,40 +371,6 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def grade(submissions: Path, course_dir: Path = COURSE_DIR, out: Path | None = None) -> Path:
-    """Autograde a folder of submissions (see :func:`stage_submissions`) with
-    ``nbgrader autograde`` and write the grade table ``out`` (default
-    ``<course>/grades.csv``: student, assignment, score, max_score, status) and, beside
-    it, ``<name>_by_exercise.csv`` (one row per graded cell). Returns ``out``.
-
-    Raises ``RuntimeError`` if nbgrader fails on a submission; the tables are written
-    first, with everything that was graded.
-    """
-    course_dir = course_dir.resolve()
-    size = course_size(course_dir)
-    found = stage_submissions(submissions, course_dir)
-    if not found:
-        raise FileNotFoundError(f"{submissions} holds no student folders")
-    failed = []
-    with _environment(nbgrader_env(course_dir)):
-        api = nbgrader_api(course_dir, size)
-        for aid in course_assignments(course_dir):
-            for student in sorted(s for s, assignments in found.items() if aid in assignments):
-                print(f"autograding {student} / {aid}", flush=True)
-                result = api.autograde(aid, student, force=True, create=True)
-                if not result["success"]:
-                    print(result.get("log", ""), result.get("error", ""), file=sys.stderr)
-                    failed.append(f"{student}/{aid}")
-    rows, cells = grade_rows(found, course_dir)
-    out = Path(out) if out is not None else course_dir / "grades.csv"
-    write_csv(rows, out)
-    write_csv(cells, out.with_name(f"{out.stem}_by_exercise.csv"))
-    print(f"graded {len(found)} students: {out}")
-    if failed:
-        raise RuntimeError(f"nbgrader autograde failed on {failed}; see the log above")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -511,13 +383,22 @@ def main(argv: list[str] | None = None) -> int:
     grading.add_argument("submissions", type=Path, help="one folder per student")
     grading.add_argument("--course-dir", type=Path, default=COURSE_DIR)
     grading.add_argument("--out", type=Path, default=None, help="CSV (default: course dir)")
+    grading.add_argument("--jobs", type=int, default=1, help="students graded side by side")
+    grading.add_argument(
+        "--no-sandbox", action="store_true", help="run the kernels with your rights (trusted only)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "assignments":
             build_assignments(args.size, args.course_dir)
         else:
-            grade(args.submissions, args.course_dir, args.out)
-    except (FileNotFoundError, RuntimeError) as err:
+            from tooling.grading import grade
+
+            grade(
+                args.submissions, args.course_dir, args.out, jobs=args.jobs,
+                isolated=not args.no_sandbox,
+            )  # fmt: skip
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
