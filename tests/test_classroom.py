@@ -223,10 +223,11 @@ print("TRIED", json.dumps(tried))
 """
 
 
-def test_a_malicious_submission_changes_nothing_but_its_own_grade(course, tmp_path):
+def test_a_malicious_submission_changes_nothing_but_its_own_grade(course, tmp_path, monkeypatch):
     """Mallory's notebook tries to read the solutions, write the course library, the
     gradebook and Victor's submission, and reach the network; everything fails, Victor
-    keeps full marks, and the odd folders are graded or reported one by one."""
+    keeps full marks, and the odd folders, a broken, a linked and an endless notebook are
+    graded or reported one by one."""
     import hashlib
     import json
     import socket
@@ -262,6 +263,11 @@ def test_a_malicious_submission_changes_nothing_but_its_own_grade(course, tmp_pa
     (subs / "broken" / notebook).write_text('{"cells": [')
     (subs / "linked").mkdir()
     (subs / "linked" / notebook).symlink_to(instructor)
+    endless = nbformat.read(instructor, as_version=4)
+    endless.cells.insert(2, nbformat.v4.new_code_cell("while True:\n    pass"))
+    (subs / "endless").mkdir()
+    nbformat.write(endless, subs / "endless" / notebook)
+    monkeypatch.setitem(grading.NOTEBOOK_TIMEOUT, "ci", 60)  # the others take about 15 s
 
     def digest(path):
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -280,6 +286,7 @@ def test_a_malicious_submission_changes_nothing_but_its_own_grade(course, tmp_pa
     )
     assert "symbolic link" in rows[("linked", aid)]["status"]
     assert float(rows[("linked", aid)]["score"]) == 0.0
+    assert rows[("endless", aid)]["status"] == "timed out after 60 s"
     assert {p: digest(p) for p in before} == before
     assert not (PROJECT_ROOT / "helpers" / "evil.py").exists()
     executed = nbformat.read(course / "autograded" / "mallory" / aid / notebook, as_version=4)
