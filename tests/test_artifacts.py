@@ -88,3 +88,37 @@ def test_metrics_are_strict_json_and_name_the_bad_key():
     with pytest.raises(ValueError, match="clean"):
         artifacts.save_metrics("m", {"clean": float("inf")})
     assert artifacts.load_metrics("m") == {"a": 0.5}  # the refused writes changed nothing
+
+
+def test_concurrent_writers_and_readers_never_see_half_a_file():
+    """Two writers and a reader on one metrics file: every read is one whole version."""
+    import json
+    import threading
+
+    artifacts.save_metrics("shared", {"writer": -1, "payload": [0] * 2000})
+    path = artifacts.metrics_path("shared")
+    stop, bad = threading.Event(), []
+
+    def write(writer: int) -> None:
+        for i in range(60):
+            artifacts.save_metrics("shared", {"writer": writer, "i": i, "payload": [i] * 2000})
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                json.loads(path.read_text())
+            except ValueError as err:
+                bad.append(err)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(w,)) for w in (0, 1)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    reader.join()
+    assert not bad, bad[:3]
+    assert artifacts.load_metrics("shared")["i"] == 59
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no leftovers
