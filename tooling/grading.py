@@ -226,7 +226,8 @@ def grade_student(
     graded cells (see :func:`grade`)."""
     student = student_dir.name
     found = stage_student(student_dir, course_dir, scratch)
-    env = {**nbgrader_env(scratch / "course"), "MNIST_AD_ARTIFACTS": str(scratch / "work")}
+    env = nbgrader_env(scratch / "course")
+    env["MNIST_AD_ARTIFACTS"] = kernel_environment(scratch)["MNIST_AD_ARTIFACTS"]
     if isolated:
         env["JUPYTER_PATH"] = str(prepare_sandbox(scratch, course_dir, submissions))
     size = course_size(course_dir)
