@@ -8,7 +8,10 @@ was compiled with. Its ``defense`` (a :class:`Defense`) says what each batch is 
   the fly against the current model (Goodfellow et al. 2015);
 - ``"fgsm_rs"``: FGSM from a random start in the ε-ball, step ``1.25 * eps``
   ("fast adversarial training", Wong, Rice & Kolter 2020);
-- ``"pgd"``: PGD examples with a random start (Madry et al. 2018).
+- ``"pgd"``: PGD examples with a random start (Madry et al. 2018);
+- ``"trades"``: every image twice, clean and perturbed: the loss is the clean cross-entropy
+  plus ``beta`` times the KL divergence between the model's predictions on the two, the
+  perturbation found by PGD on that KL term (TRADES, Zhang et al. 2019).
 
 The attack that makes training examples is :func:`helpers.attacks.pgd_step`, the step the
 evaluation's PGD takes: loss on the logits, the true labels, the model in inference mode (no
@@ -34,7 +37,7 @@ from helpers.data import NUM_CLASSES, labels_for, one_hot, validate_images
 from helpers.evaluation import accuracy
 from helpers.model import logits_model
 
-DEFENSES: tuple[str, ...] = ("none", "fgsm", "fgsm_rs", "pgd")
+DEFENSES: tuple[str, ...] = ("none", "fgsm", "fgsm_rs", "pgd", "trades")
 Schedule = Literal["constant", "cosine", "one_cycle"]
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "one_cycle")
 
@@ -45,14 +48,17 @@ class Defense(NamedTuple):
     ``eps``: the training attack's budget in [0, 1]; ``steps``: PGD's steps (``"pgd"`` only);
     ``rel_step``: its step as a fraction of ``eps`` (``None``: ``2.5 / steps``, so that the
     steps together travel 2.5 ε); ``adv_fraction``: the share of each batch replaced, in
-    (0, 1].
+    (0, 1] (TRADES perturbs every image and keeps its clean copy too); ``beta``: TRADES'
+    weight of the robustness term against the clean loss (larger: more robust, less
+    accurate on clean images).
     """
 
-    kind: Literal["none", "fgsm", "fgsm_rs", "pgd"] = "none"
+    kind: Literal["none", "fgsm", "fgsm_rs", "pgd", "trades"] = "none"
     eps: float = EPS
     steps: int = 1
     rel_step: float | None = None
     adv_fraction: float = 0.5
+    beta: float = 6.0
 
     def attack(self) -> tuple[int, float, bool]:
         """``(steps, rel_step, random_start)`` of the attack that makes training examples."""
@@ -65,6 +71,8 @@ class Defense(NamedTuple):
 
     def describe(self) -> str:
         """The defense in words, e.g. ``"PGD-3 examples at ε=0.25 (100% of each batch)"``."""
+        if self.kind == "trades":
+            return f"TRADES with β={self.beta:g}: KL-PGD-{self.steps} at ε={self.eps:g}"
         name = {"fgsm": "FGSM", "fgsm_rs": "FGSM-RS", "pgd": f"PGD-{self.steps}"}[self.kind]
         return f"{name} examples at ε={self.eps:g} ({self.adv_fraction:.0%} of each batch)"
 
@@ -158,6 +166,8 @@ def check_training_settings(
         check_pgd_settings(defense.eps, steps, rel_step)
         if not 0.0 < defense.adv_fraction <= 1.0:
             raise ValueError(f"adv_fraction must be in (0, 1], got {defense.adv_fraction!r}")
+        if not (isinstance(defense.beta, int | float) and defense.beta >= 0):
+            raise ValueError(f"TRADES' beta must be a number >= 0, got {defense.beta!r}")
     if monitor.eps is not None:
         validate_epsilon(monitor.eps, "monitor eps")
     if monitor.pgd_steps and monitor.eps is None:
@@ -188,10 +198,55 @@ def adversarial_examples(
     return tf.stop_gradient(x_adv)  # the examples are data: no gradient flows through them
 
 
+def kl_divergence(p_logits: tf.Tensor, q_logits: tf.Tensor) -> tf.Tensor:
+    """``KL(softmax(p) || softmax(q))`` per example ``(n,)``, from logits ``(n, 10)``: how
+    far the prediction ``q`` has moved away from ``p``, 0 when they agree."""
+    p = tf.nn.softmax(p_logits)
+    return tf.reduce_sum(p * (tf.nn.log_softmax(p_logits) - tf.nn.log_softmax(q_logits)), 1)
+
+
+def trades_examples(
+    net: keras.Model, x: tf.Tensor, eps: float, steps: int, step_size: float,
+    rng: tf.random.Generator,
+) -> tf.Tensor:  # fmt: skip
+    """TRADES' inner maximisation: PGD that pushes the prediction away from the clean one
+    (up :func:`kl_divergence`), labels unused. ``net`` outputs logits; it starts from ``x``
+    plus tiny noise, because at ``x`` itself the KL term is 0 and so is its gradient."""
+    clean_logits = tf.stop_gradient(net(x, training=False))
+    x_adv = tf.clip_by_value(x + 0.001 * rng.normal(tf.shape(x)), 0.0, 1.0)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(x_adv)
+            loss = kl_divergence(clean_logits, net(x_adv, training=False))
+        x_adv = x_adv + step_size * tf.sign(tape.gradient(loss, x_adv))
+        x_adv = tf.clip_by_value(x_adv, x - eps, x + eps)  # back onto the ε-ball around x
+        x_adv = tf.clip_by_value(x_adv, 0.0, 1.0)  # and onto valid images
+    return tf.stop_gradient(x_adv)
+
+
+def training_loss(
+    net: keras.Model, x: tf.Tensor, x_adv: tf.Tensor, y: tf.Tensor, defense: Defense
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The loss a step minimises, with the logits of the clean and the adversarial images
+    (training mode). TRADES: clean cross-entropy + β · KL(clean || adversarial); every
+    other defense: cross-entropy on the batch, its first part replaced by ``x_adv``."""
+    if defense.kind == "trades":
+        logits, adv_logits = tf.split(net(tf.concat([x, x_adv], 0), training=True), 2)
+        clean_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        robust_loss = kl_divergence(logits, adv_logits)
+        return tf.reduce_mean(clean_loss + defense.beta * robust_loss), logits, adv_logits
+    n_adv = tf.shape(x_adv)[0]
+    all_logits = net(tf.concat([x_adv, x[n_adv:]], 0), training=True)
+    loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=all_logits)
+    return tf.reduce_mean(loss), all_logits[n_adv:], all_logits[:n_adv]
+
+
 def make_train_step(model: keras.Model, defense: Defense, seed: int):
-    """Compile one optimisation step: ``step(x, y_onehot) -> (loss, clean correct,
-    adversarial correct, number adversarial)``. The first ``adv_fraction`` of each batch is
-    replaced by :func:`adversarial_examples`; the weights then take one step on the batch."""
+    """Compile one optimisation step: ``step(x, y_onehot) -> (loss, clean correct, number
+    clean, adversarial correct, number adversarial)``. The batch's adversarial images come
+    from :func:`adversarial_examples` (the first ``adv_fraction`` of it) or, for TRADES,
+    :func:`trades_examples` (all of it); the weights take one step on
+    :func:`training_loss`."""
     net = logits_model(model)
     optimizer = model.optimizer
     optimizer.build(net.trainable_variables)
@@ -200,20 +255,26 @@ def make_train_step(model: keras.Model, defense: Defense, seed: int):
 
     @tf.function(input_signature=[image_spec, tf.TensorSpec([None, NUM_CLASSES], tf.float32)])
     def step(x: tf.Tensor, y: tf.Tensor):
-        n_adv = 0
-        if defense.kind != "none":
+        if defense.kind == "trades":
+            steps, rel_step, _ = defense.attack()
+            x_adv = trades_examples(net, x, defense.eps, steps, rel_step * defense.eps, rng)
+        elif defense.kind != "none":
             n = tf.cast(tf.shape(x)[0], tf.float32)
             n_adv = tf.cast(tf.round(defense.adv_fraction * n), tf.int32)
             x_adv = adversarial_examples(model, x[:n_adv], y[:n_adv], defense, rng)
-            x = tf.concat([x_adv, x[n_adv:]], axis=0)
+        else:
+            x_adv = x[:0]
         with tf.GradientTape() as tape:
-            logits = net(x, training=True)
-            per_example = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            loss = tf.reduce_mean(per_example)
+            loss, logits, adv_logits = training_loss(net, x, x_adv, y, defense)
         grads = tape.gradient(loss, net.trainable_variables)
         optimizer.apply(grads, net.trainable_variables)
-        correct = tf.cast(tf.argmax(logits, 1) == tf.argmax(y, 1), tf.float32)
-        return loss, tf.reduce_sum(correct[n_adv:]), tf.reduce_sum(correct[:n_adv]), n_adv
+        labels = tf.argmax(y, 1)
+        n_clean, n_adv = tf.shape(logits)[0], tf.shape(adv_logits)[0]
+        # the clean logits belong to the batch's last n_clean labels, the adversarial to its first
+        clean_y, adv_y = labels[tf.shape(labels)[0] - n_clean :], labels[:n_adv]
+        clean_correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == clean_y, tf.float32))
+        adv_correct = tf.reduce_sum(tf.cast(tf.argmax(adv_logits, 1) == adv_y, tf.float32))
+        return loss, clean_correct, n_clean, adv_correct, n_adv
 
     return step
 
@@ -259,10 +320,10 @@ def run_epoch(
     Returns the epoch's ``loss``, ``accuracy`` (clean part), ``adv_accuracy`` and
     ``epoch_seconds``."""
     start = time.perf_counter()
-    loss_sum, clean_correct, adv_correct, n_seen, n_adv = 0.0, 0.0, 0.0, 0, 0
+    loss_sum, clean_correct, adv_correct, n_seen, n_clean, n_adv = 0.0, 0.0, 0.0, 0, 0, 0
     for i, (x_batch, y_batch) in enumerate(itertools.islice(batches, n_steps)):
         model.optimizer.learning_rate.assign(lr_at_step(first_step + i))
-        loss, clean_c, adv_c, adv_n = step(x_batch, y_batch)
+        loss, clean_c, clean_n, adv_c, adv_n = step(x_batch, y_batch)
         if not math.isfinite(float(loss)):
             raise FloatingPointError(
                 f"training diverged: the loss became {float(loss)} in epoch "
@@ -272,11 +333,11 @@ def run_epoch(
             )
         loss_sum += float(loss) * len(x_batch)
         clean_correct, adv_correct = clean_correct + float(clean_c), adv_correct + float(adv_c)
-        n_seen, n_adv = n_seen + len(x_batch), n_adv + int(adv_n)
+        n_seen, n_clean, n_adv = n_seen + len(x_batch), n_clean + int(clean_n), n_adv + int(adv_n)
         bar.update(1)
     record = {"loss": loss_sum / n_seen, "epoch_seconds": time.perf_counter() - start}
-    if n_adv < n_seen:  # with adv_fraction = 1 there is no clean part
-        record["accuracy"] = clean_correct / (n_seen - n_adv)
+    if n_clean:  # with adv_fraction = 1 there is no clean part
+        record["accuracy"] = clean_correct / n_clean
     if defense.kind != "none":
         record["adv_accuracy"] = adv_correct / max(1, n_adv)
     return record

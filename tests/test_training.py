@@ -1,11 +1,21 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import tiny_smooth_model
 
 from helpers import attacks
 from helpers.evaluation import accuracy
-from helpers.model import build_cnn
-from helpers.training import Defense, Monitor, learning_rate_at, set_seed, train_model
+from helpers.model import build_cnn, logits_model
+from helpers.training import (
+    Defense,
+    Monitor,
+    kl_divergence,
+    learning_rate_at,
+    set_seed,
+    trades_examples,
+    train_model,
+    training_loss,
+)
 
 
 def test_history_has_one_entry_per_epoch(small_mnist):
@@ -50,7 +60,7 @@ def test_same_seed_same_model(small_mnist):
     np.testing.assert_array_equal(weights[0], weights[1])
 
 
-@pytest.mark.parametrize("defense", ["fgsm", "fgsm_rs", "pgd"])
+@pytest.mark.parametrize("defense", ["fgsm", "fgsm_rs", "pgd", "trades"])
 def test_adversarial_training_reports_both_halves(defense, random_images):
     x, y = random_images
     model = tiny_smooth_model()
@@ -119,6 +129,7 @@ def test_fgsm_training_makes_the_model_resist_fgsm(small_mnist, trained_cnn):
         ({"defense": Defense("fgsm", adv_fraction=0.0)}, "adv_fraction"),
         ({"defense": Defense("pgd", steps=2, rel_step=-1.0)}, "rel_step"),
         ({"defense": Defense("pgd", steps=0)}, "steps"),
+        ({"defense": Defense("trades", steps=2, beta=-1.0)}, "beta"),
         ({"monitor": Monitor(eps=0.1)}, "validation_data"),
         ({"monitor": Monitor(pgd_steps=3)}, "budget"),
     ],
@@ -192,3 +203,39 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss(random_images):
         train_model(
             model, np.repeat(x, 8, 0), np.repeat(y, 8), epochs=3, batch_size=8, progress=False
         )
+
+
+def test_kl_divergence_is_zero_for_equal_and_positive_for_different_predictions():
+    rng = np.random.default_rng(0)
+    p, q = rng.normal(size=(2, 5, 10)).astype(np.float32)
+    np.testing.assert_allclose(kl_divergence(tf.constant(p), tf.constant(p)), 0, atol=1e-6)
+    kl = kl_divergence(tf.constant(p), tf.constant(q)).numpy()
+    assert kl.shape == (5,) and (kl > 0).all()
+
+
+def test_trades_examples_stay_in_the_ball_and_move_the_prediction(random_images):
+    x, _ = random_images
+    model = tiny_smooth_model()
+    net, x = logits_model(model), tf.constant(x)
+    x_adv = trades_examples(net, x, 0.1, 3, 0.05, tf.random.Generator.from_seed(0))
+    assert float(tf.reduce_max(tf.abs(x_adv - x))) <= 0.1 + 1e-6
+    assert 0.0 <= float(tf.reduce_min(x_adv)) and float(tf.reduce_max(x_adv)) <= 1.0
+    moved = kl_divergence(net(x), net(x_adv))
+    noise = kl_divergence(net(x), net(tf.clip_by_value(x + 0.001, 0, 1)))
+    assert float(tf.reduce_mean(moved)) > 10 * float(tf.reduce_mean(noise))
+
+
+def test_trades_loss_with_beta_zero_is_the_clean_cross_entropy(random_images):
+    x, y = random_images
+    model = tiny_smooth_model()
+    net, x = logits_model(model), tf.constant(x)
+    y1 = tf.one_hot(y, 10)
+    clean = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y1, net(x, training=True)))
+    loss, _, _ = training_loss(
+        net, x, tf.clip_by_value(x + 0.1, 0, 1), y1, Defense("trades", beta=0.0)
+    )
+    np.testing.assert_allclose(float(loss), float(clean), rtol=1e-5)
+    more, _, _ = training_loss(
+        net, x, tf.clip_by_value(x + 0.1, 0, 1), y1, Defense("trades", beta=6.0)
+    )
+    assert float(more) > float(loss)
