@@ -36,10 +36,11 @@ def test_notebook_runs_at_ci_size(notebook):
 
 def test_series_results_assemble(monkeypatch):
     """After the series, the metrics that `make reproduce` collects are complete and sane."""
+    from helpers import registry
     from tooling.reproduce import collect_metrics, results_table, run_info
 
     metrics = collect_metrics(run_info("ci"), {})
-    for name in ("standard", "fgsm_at", "fgsm_rs_at", "pgd_at"):
+    for name in registry.COURSE_MODELS:
         m = metrics["models"][name]
         values = [m["clean"], m["fgsm"]["0.25"], m["pgd"]["0.25"], m["robust"]["0.25"]]
         assert all(0.0 <= v <= 1.0 for v in values)
