@@ -1,6 +1,7 @@
 """The robust-training front: train candidate recipes and measure each one the same way.
 
 ``python -m tooling.front NAME [NAME ...]`` trains each named candidate of :data:`CANDIDATES`
+(a course recipe with some settings changed, by :func:`helpers.registry.train_recipe`)
 on the full training set (seed 0), saves it under ``build/front/NAME.keras`` and appends
 one row to ``results/front.json``: clean and FGSM accuracy (ε 0.25) on all 10,000 test
 images, AutoAttack-style accuracy at ε 0.25 and 0.3 on the first ``--n-eval`` test images,
@@ -21,78 +22,52 @@ import time
 from pathlib import Path
 from typing import Any
 
+from helpers import registry
 from helpers.artifacts import write_atomically
 from helpers.attacks import EPS, fgsm
 from helpers.autoattack import autoattack
 from helpers.data import prepare_mnist
 from helpers.evaluation import accuracy
-from helpers.model import build_cnn
-from helpers.training import Defense, Monitor, set_seed, train_model
+from helpers.training import Defense
 
-ROBUST = {"dropout": False, "learning_rate": 2e-3}
-KEEP_BEST = Monitor(eps=EPS, pgd_steps=10, restore_best="val_pgd_accuracy")
-
-
-def candidate(width: int, epochs: int, defense: Defense, **train: Any) -> dict[str, Any]:
-    """One recipe: ``build_cnn`` and ``train_model`` arguments."""
-    build = {"width": width, **ROBUST, **train.pop("build", {})}
-    return {
-        "build": build,
-        "train": {"epochs": epochs, "lr_schedule": "one_cycle", "defense": defense,
-                  "monitor": KEEP_BEST, **train},
-    }  # fmt: skip
-
-
-CANDIDATES: dict[str, dict[str, Any]] = {
-    "trades_b6_e30_k3": candidate(1, 8, Defense("trades", eps=0.3, steps=3, beta=6.0)),
-    "trades_b3_e30_k3": candidate(1, 8, Defense("trades", eps=0.3, steps=3, beta=3.0)),
-    "trades_b1_e30_k3": candidate(1, 8, Defense("trades", eps=0.3, steps=3, beta=1.0)),
-    "trades_b6_e30_k5_12ep": candidate(1, 12, Defense("trades", eps=0.3, steps=5, beta=6.0)),
-    "trades_b6_e30_k3_w2": candidate(2, 8, Defense("trades", eps=0.3, steps=3, beta=6.0)),
-    "pgd3_e30": candidate(1, 8, Defense("pgd", eps=0.3, steps=3, adv_fraction=1.0)),
-    "standard_12ep": {
-        "build": {"width": 1, "dropout": True, "learning_rate": 1e-3},
-        "train": {"epochs": 12, "lr_schedule": "cosine", "monitor": Monitor(eps=EPS)},
-    },
-    "fgsm_at_10ep": {
-        "build": {"width": 1, "dropout": True, "learning_rate": 1e-3},
-        "train": {
-            "epochs": 10,
-            "lr_schedule": "cosine",
-            "defense": Defense("fgsm", eps=EPS, adv_fraction=0.5),
-            "monitor": Monitor(eps=EPS, pgd_steps=10),
-        },
-    },
-}
+#: Each candidate: a recipe of :data:`helpers.registry.MODELS` (its build, schedule and
+#: monitor), its epochs, and the training settings it changes.
+CANDIDATES: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "trades_b6_e30_k3": ("pgd_at", 8, {"defense": Defense("trades", eps=0.3, steps=3, beta=6.0)}),
+    "trades_b3_e30_k3": ("pgd_at", 8, {"defense": Defense("trades", eps=0.3, steps=3, beta=3.0)}),
+    "trades_b1_e30_k3": ("pgd_at", 8, {"defense": Defense("trades", eps=0.3, steps=3, beta=1.0)}),
+    "trades_b6_e30_k5_12ep": (
+        "pgd_at", 12, {"defense": Defense("trades", eps=0.3, steps=5, beta=6.0)}
+    ),
+    "pgd3_e30": ("pgd_at", 8, {"defense": Defense("pgd", eps=0.3, steps=3, adv_fraction=1.0)}),
+    "standard_12ep": ("standard", 12, {}),
+    "fgsm_at_10ep": ("fgsm_at", 10, {}),
+}  # fmt: skip
 
 
 def run(name: str, n_eval: int, targets: int, queries: int, out: Path) -> dict[str, Any]:
     """Train candidate ``name``, measure it, append its row to ``out`` and return it."""
-    recipe = CANDIDATES[name]
-    set_seed(0)
+    recipe, epochs, changes = CANDIDATES[name]
+    model, history, settings = registry.train_recipe(recipe, epochs=epochs, **changes)
+    with write_atomically(Path(f"build/front/{name}.keras")) as temporary:
+        model.save(temporary)
     data = prepare_mnist(seed=0)
-    model = build_cnn(name=name, **recipe["build"])
-    start = time.perf_counter()
-    history = train_model(
-        model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), seed=0,
-        **recipe["train"],
-    )  # fmt: skip
-    minutes = (time.perf_counter() - start) / 60
-    Path("build/front").mkdir(parents=True, exist_ok=True)
-    model.save(f"build/front/{name}.keras")
     x, y = data.x_test[:n_eval], data.y_test[:n_eval]
+    run_facts = ("build", "train_seconds", "n_train", "seed")
     row: dict[str, Any] = {
         "name": name,
-        "recipe": {k: {kk: vv._asdict() if hasattr(vv, "_asdict") else vv
-                       for kk, vv in v.items()} for k, v in recipe.items()},
-        "train_minutes": round(minutes, 2),
+        "recipe": {
+            "build": settings["build"],
+            "train": {k: v for k, v in settings.items() if k not in run_facts},
+        },
+        "train_minutes": round(settings["train_seconds"] / 60, 2),
         "cpu": platform.processor() or platform.machine(),
         "best_epoch": history.get("best_epoch", [None])[0],
         "clean": accuracy(model, data.x_test, data.y_test),
         "fgsm_0.25": accuracy(model, fgsm(model, data.x_test, data.y_test, EPS), data.y_test),
         "n_eval": n_eval,
         "aa_settings": {"targets": targets, "queries": queries},
-    }  # fmt: skip
+    }
     for eps in (0.25, 0.3):
         t = time.perf_counter()
         result = autoattack(model, x, y, eps, targets=targets, queries=queries)
