@@ -46,14 +46,16 @@ MODELS: dict[str, ModelSpec] = {
         "standard CNN",
         _NB02,
         _STANDARD_BUILD,
-        {"epochs": 6, "lr_schedule": "cosine", "monitor": Monitor(eps=EPS)},
+        # 12 epochs reach the origin's 99.2% clean (6 gave 99.0%).
+        {"epochs": 12, "lr_schedule": "cosine", "monitor": Monitor(eps=EPS)},
     ),
     "fgsm_at": ModelSpec(
         "FGSM-trained CNN",
         _NB04,
         _STANDARD_BUILD,
         {
-            "epochs": 5,
+            # 12 epochs reach the origin's 98.8% clean (5 gave 98.5%, 10 gave 98.77%).
+            "epochs": 12,
             "lr_schedule": "cosine",
             "defense": Defense("fgsm", eps=EPS, adv_fraction=0.5),
             "monitor": _WATCH_PGD,
