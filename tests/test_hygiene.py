@@ -68,7 +68,12 @@ def test_papermill_reads_every_parameter(path):
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
 def test_setup_cell_follows_parameters(path):
-    setup = "".join(code_cells(load(path))[1]["source"])
+    """After the parameters cell and the Colab cell (which does nothing elsewhere; see
+    tests/test_launch.py), the setup cell."""
+    after = code_cells(load(path))[1:]
+    if after and '"google.colab" in sys.modules' in "".join(after[0]["source"]):
+        after = after[1:]
+    setup = "".join(after[0]["source"])
     for needed in ("%load_ext autoreload", "%autoreload 2", "set_seed(SEED)"):
         assert needed in setup, f"{path.name}: setup cell lacks {needed!r}"
 
