@@ -337,3 +337,76 @@ def plot_attack_effort(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_interval_growth(
+    widths: Mapping[str, Mapping[str, float]],
+    logit_lower: np.ndarray,
+    logit_upper: np.ndarray,
+    label: int,
+    eps: float,
+    title: str = "The box through the network",
+) -> Figure:
+    """Left: the mean width of the IBP intervals after every layer (log scale), one line
+    per budget (``{eps_key: {layer: width}}``, see :func:`helpers.certify.interval_widths`).
+    Right: the logits' intervals ``(10,)`` at budget ``eps`` for one digit of class
+    ``label``: it is certified when the true class's lowest value (the line) lies above
+    every other class's highest."""
+    fig, (ax_w, ax_z) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    colors = sns.color_palette("colorblind", len(widths))
+    for (key, by_layer), color, marker in zip(widths.items(), colors, "osD^v<>", strict=False):
+        ax_w.plot(
+            list(by_layer), list(by_layer.values()), color=color, marker=marker, label=f"ε = {key}"
+        )
+    ax_w.set(yscale="log", ylabel="mean interval width", title="interval width after each layer")
+    ax_w.tick_params(axis="x", rotation=30)
+    ax_w.legend(fontsize=9)
+    classes = np.arange(NUM_CLASSES)
+    others = classes != label
+    ax_z.vlines(classes[others], logit_lower[others], logit_upper[others], color="0.45", lw=6)
+    ax_z.vlines(label, logit_lower[label], logit_upper[label], color="C0", lw=6)
+    ax_z.axhline(logit_lower[label], color="C0", ls="--", lw=1, label="true class: lowest value")
+    ax_z.set(
+        xticks=classes, xlabel="class", ylabel="logit",
+        title=f"logit intervals at ε = {eps:g} (true class {label} in blue)",
+    )  # fmt: skip
+    ax_z.legend(fontsize=9, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_certified_band(
+    bounds: Mapping[str, Mapping[str, Mapping[str, float]]],
+    title: str = "Robust accuracy lies between the proof and the attack",
+) -> Figure:
+    """One panel per model (``{model: {"attacked": {eps_key: acc}, "certified": {...}}}``):
+    the attacks' accuracy (an upper bound, solid, circles) and the certified accuracy (a
+    lower bound, dashed, squares) against ε, the band between them shaded: the true robust
+    accuracy lies somewhere inside it."""
+    n = len(bounds)
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), sharex=True, sharey=True, squeeze=False
+    )
+    upper_color, lower_color = sns.color_palette("colorblind", 2)
+    for ax, (model, both) in zip(axes.flat, bounds.items(), strict=False):
+        eps = np.array([float(k) for k in both["attacked"]])
+        upper = np.array(list(both["attacked"].values()))
+        lower = np.array([both["certified"][k] for k in both["attacked"]])
+        ax.fill_between(eps, lower, upper, color=upper_color, alpha=0.15, label="unknown")
+        ax.plot(eps, upper, color=upper_color, marker="o", label="attacked (upper bound)")
+        ax.plot(eps, lower, color=lower_color, marker="s", ls="--", label="certified (lower bound)")
+        ax.set(title=model, ylim=(0, 1.02))
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("ε (L∞ budget)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=3, fontsize=9, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

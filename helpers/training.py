@@ -11,7 +11,11 @@ was compiled with. Its ``defense`` (a :class:`Defense`) says what each batch is 
 - ``"pgd"``: PGD examples with a random start (Madry et al. 2018);
 - ``"trades"``: every image twice, clean and perturbed: the loss is the clean cross-entropy
   plus ``beta`` times the KL divergence between the model's predictions on the two, the
-  perturbation found by PGD on that KL term (TRADES, Zhang et al. 2019).
+  perturbation found by PGD on that KL term (TRADES, Zhang et al. 2019);
+- ``"ibp"``: no attack at all: the loss mixes the clean cross-entropy with the cross-entropy
+  of the worst-case logits that interval bound propagation proves for the whole ε-box
+  (:mod:`helpers.certify`), with ε growing from 0 over the first ``ramp`` of training
+  (Gowal et al. 2018). It trains for *provable* robustness.
 
 The attack that makes training examples is :func:`helpers.attacks.pgd_step`, the step the
 evaluation's PGD takes: loss on the logits, the true labels, the model in inference mode (no
@@ -33,11 +37,12 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from helpers.attacks import EPS, check_pgd_settings, fgsm, pgd, pgd_step, validate_epsilon
+from helpers.certify import certified_accuracy, worst_case_logits
 from helpers.data import NUM_CLASSES, labels_for, one_hot, validate_images
 from helpers.evaluation import accuracy
 from helpers.model import logits_model
 
-DEFENSES: tuple[str, ...] = ("none", "fgsm", "fgsm_rs", "pgd", "trades")
+DEFENSES: tuple[str, ...] = ("none", "fgsm", "fgsm_rs", "pgd", "trades", "ibp")
 Schedule = Literal["constant", "cosine", "one_cycle"]
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "one_cycle")
 
@@ -50,15 +55,18 @@ class Defense(NamedTuple):
     steps together travel 2.5 ε); ``adv_fraction``: the share of each batch replaced, in
     (0, 1] (TRADES perturbs every image and keeps its clean copy too); ``beta``: TRADES'
     weight of the robustness term against the clean loss (larger: more robust, less
-    accurate on clean images).
+    accurate on clean images); ``ramp``: IBP's share of training, in (0, 1], over which its
+    ε grows linearly from 0 to ``eps`` and the verified loss's weight from 0 to one half
+    (:func:`ibp_schedule`).
     """
 
-    kind: Literal["none", "fgsm", "fgsm_rs", "pgd", "trades"] = "none"
+    kind: Literal["none", "fgsm", "fgsm_rs", "pgd", "trades", "ibp"] = "none"
     eps: float = EPS
     steps: int = 1
     rel_step: float | None = None
     adv_fraction: float = 0.5
     beta: float = 6.0
+    ramp: float = 0.5
 
     def attack(self) -> tuple[int, float, bool]:
         """``(steps, rel_step, random_start)`` of the attack that makes training examples."""
@@ -73,6 +81,8 @@ class Defense(NamedTuple):
         """The defense in words, e.g. ``"PGD-3 examples at ε=0.25 (100% of each batch)"``."""
         if self.kind == "trades":
             return f"TRADES with β={self.beta:g}: KL-PGD-{self.steps} at ε={self.eps:g}"
+        if self.kind == "ibp":
+            return f"IBP: verified loss at ε up to {self.eps:g} (ramped over {self.ramp:.0%})"
         name = {"fgsm": "FGSM", "fgsm_rs": "FGSM-RS", "pgd": f"PGD-{self.steps}"}[self.kind]
         return f"{name} examples at ε={self.eps:g} ({self.adv_fraction:.0%} of each batch)"
 
@@ -83,15 +93,18 @@ class Monitor(NamedTuple):
     ``eps``: if set, accuracy under FGSM at this budget (``val_fgsm_accuracy``), and with
     ``pgd_steps > 0`` under PGD (``val_pgd_accuracy``, on the first ``size`` validation
     images, step ``2.5 * eps / pgd_steps``) -- the early warning for catastrophic overfitting
-    of single-step training. ``restore_best``: a measured metric (e.g.
-    ``"val_pgd_accuracy"``); at the end the weights of the epoch where it was highest are
-    restored (early stopping against catastrophic overfitting).
+    of single-step training. ``certified``: with ``eps`` set, also the share of those
+    images that interval bound propagation proves robust (``val_certified_accuracy``).
+    ``restore_best``: a measured metric (e.g. ``"val_pgd_accuracy"``); at the end the
+    weights of the epoch where it was highest are restored (early stopping against
+    catastrophic overfitting).
     """
 
     eps: float | None = None
     pgd_steps: int = 0
     size: int = 500
     restore_best: str | None = None
+    certified: bool = False
 
     def measured(self) -> tuple[str, ...]:
         """The validation metrics this monitor records each epoch."""
@@ -99,6 +112,7 @@ class Monitor(NamedTuple):
             ("val_accuracy",)
             + ("val_fgsm_accuracy",) * (self.eps is not None)
             + ("val_pgd_accuracy",) * bool(self.pgd_steps)
+            + ("val_certified_accuracy",) * (self.certified and self.eps is not None)
         )
 
 
@@ -168,10 +182,14 @@ def check_training_settings(
             raise ValueError(f"adv_fraction must be in (0, 1], got {defense.adv_fraction!r}")
         if not (isinstance(defense.beta, int | float) and defense.beta >= 0):
             raise ValueError(f"TRADES' beta must be a number >= 0, got {defense.beta!r}")
+        if not (isinstance(defense.ramp, int | float) and 0 < defense.ramp <= 1):
+            raise ValueError(
+                f"IBP's ramp must be a share of training in (0, 1], got {defense.ramp!r}"
+            )
     if monitor.eps is not None:
         validate_epsilon(monitor.eps, "monitor eps")
-    if monitor.pgd_steps and monitor.eps is None:
-        raise ValueError("a PGD monitor (pgd_steps) needs its budget: Monitor(eps=...)")
+    if (monitor.pgd_steps or monitor.certified) and monitor.eps is None:
+        raise ValueError("a PGD or certified monitor needs its budget: Monitor(eps=...)")
     if monitor.restore_best is not None and monitor.restore_best not in monitor.measured():
         raise ValueError(
             f"restore_best={monitor.restore_best!r} needs a measured metric: one of "
@@ -245,31 +263,63 @@ def training_loss(
     return tf.reduce_mean(loss), all_logits[n_adv:], all_logits[:n_adv]
 
 
+def ibp_schedule(defense: Defense, progress: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """IBP's ``(ε, κ)`` after a fraction ``progress`` (0..1) of training: over the first
+    ``defense.ramp`` of it, ε grows linearly from 0 to ``defense.eps`` and the clean loss's
+    weight κ falls from 1 to 0.5, then both stay (Gowal et al. 2018). Starting at ε = 0
+    lets the network first learn the digits; a large box at once would only teach it to
+    output the same scores for every image."""
+    ramp = tf.minimum(1.0, progress / defense.ramp)
+    return ramp * defense.eps, 1.0 - 0.5 * ramp
+
+
+def ibp_loss(
+    model: keras.Model, x: tf.Tensor, y: tf.Tensor, eps: tf.Tensor, kappa: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """IBP training's loss, with the clean logits and the worst-case logits:
+    ``κ · CE(clean logits) + (1 - κ) · CE(worst-case logits within ε)``. The second term
+    is small only when the bounds prove the right class, so minimising it makes the
+    network both robust and easy to prove robust (tight bounds)."""
+    logits = logits_model(model)(x, training=True)
+    worst = worst_case_logits(model, x, y, eps)
+    clean_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
+    verified_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=worst)
+    return tf.reduce_mean(kappa * clean_loss + (1.0 - kappa) * verified_loss), logits, worst
+
+
 def make_train_step(model: keras.Model, defense: Defense, seed: int):
-    """Compile one optimisation step: ``step(x, y_onehot) -> (loss, clean correct, number
-    clean, adversarial correct, number adversarial)``. The batch's adversarial images come
-    from :func:`adversarial_examples` (the first ``adv_fraction`` of it) or, for TRADES,
+    """Compile one optimisation step: ``step(x, y_onehot, progress) -> (loss, clean correct,
+    number clean, adversarial correct, number adversarial)``, ``progress`` the share of
+    training done (0..1). The batch's adversarial images come from
+    :func:`adversarial_examples` (the first ``adv_fraction`` of it) or, for TRADES,
     :func:`trades_examples` (all of it); the weights take one step on
-    :func:`training_loss`."""
+    :func:`training_loss`. IBP takes its step on :func:`ibp_loss` instead, and its
+    "adversarial correct" counts the images its bounds certify."""
     net = logits_model(model)
     optimizer = model.optimizer
     optimizer.build(net.trainable_variables)
     rng = tf.random.Generator.from_seed(seed)
     image_spec = tf.TensorSpec([None, 28, 28, 1], tf.float32)
 
-    @tf.function(input_signature=[image_spec, tf.TensorSpec([None, NUM_CLASSES], tf.float32)])
-    def step(x: tf.Tensor, y: tf.Tensor):
+    label_spec = tf.TensorSpec([None, NUM_CLASSES], tf.float32)
+
+    @tf.function(input_signature=[image_spec, label_spec, tf.TensorSpec([], tf.float32)])
+    def step(x: tf.Tensor, y: tf.Tensor, progress: tf.Tensor):
         if defense.kind == "trades":
             steps, rel_step, _ = defense.attack()
             x_adv = trades_examples(net, x, defense.eps, steps, rel_step * defense.eps, rng)
-        elif defense.kind != "none":
+        elif defense.kind not in ("none", "ibp"):
             n = tf.cast(tf.shape(x)[0], tf.float32)
             n_adv = tf.cast(tf.round(defense.adv_fraction * n), tf.int32)
             x_adv = adversarial_examples(model, x[:n_adv], y[:n_adv], defense, rng)
         else:
             x_adv = x[:0]
         with tf.GradientTape() as tape:
-            loss, logits, adv_logits = training_loss(net, x, x_adv, y, defense)
+            if defense.kind == "ibp":
+                eps, kappa = ibp_schedule(defense, progress)
+                loss, logits, adv_logits = ibp_loss(model, x, y, eps, kappa)
+            else:
+                loss, logits, adv_logits = training_loss(net, x, x_adv, y, defense)
         grads = tape.gradient(loss, net.trainable_variables)
         optimizer.apply(grads, net.trainable_variables)
         labels = tf.argmax(y, 1)
@@ -286,7 +336,8 @@ def make_train_step(model: keras.Model, defense: Defense, seed: int):
 def validation_metrics(
     model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, monitor: Monitor, seed: int
 ) -> dict[str, float]:
-    """What ``monitor`` measures after an epoch: clean, FGSM and PGD validation accuracy."""
+    """What ``monitor`` measures after an epoch: clean, FGSM, PGD and certified validation
+    accuracy."""
     record = {"val_accuracy": accuracy(model, x_val, y_val)}
     if monitor.eps is not None:
         x_adv = fgsm(model, x_val, y_val, monitor.eps)
@@ -298,6 +349,9 @@ def validation_metrics(
             rel_step=2.5 / monitor.pgd_steps, seed=seed,
         )  # fmt: skip
         record["val_pgd_accuracy"] = accuracy(model, x_adv, y_m)
+    if monitor.certified:
+        x_m, y_m = x_val[: monitor.size], y_val[: monitor.size]
+        record["val_certified_accuracy"] = certified_accuracy(model, x_m, y_m, monitor.eps)
     return record
 
 
@@ -318,16 +372,19 @@ def run_epoch(
     lr_at_step: Callable[[int], float],
     first_step: int,
     bar: tqdm,
+    total_steps: int,
 ) -> dict[str, float]:
     """One pass over the training data: ``n_steps`` batches through ``step`` (from
-    :func:`make_train_step`), the learning rate set to ``lr_at_step(k)`` before step ``k``.
+    :func:`make_train_step`), the learning rate set to ``lr_at_step(k)`` before step ``k``
+    of ``total_steps``.
     Returns the epoch's ``loss``, ``accuracy`` (clean part), ``adv_accuracy`` and
     ``epoch_seconds``."""
     start = time.perf_counter()
     loss_sum, clean_correct, adv_correct, n_seen, n_clean, n_adv = 0.0, 0.0, 0.0, 0, 0, 0
     for i, (x_batch, y_batch) in enumerate(itertools.islice(batches, n_steps)):
         model.optimizer.learning_rate.assign(lr_at_step(first_step + i))
-        loss, clean_c, clean_n, adv_c, adv_n = step(x_batch, y_batch)
+        progress = np.float32((first_step + i) / total_steps)
+        loss, clean_c, clean_n, adv_c, adv_n = step(x_batch, y_batch, progress)
         if not math.isfinite(float(loss)):
             raise FloatingPointError(
                 f"training diverged: the loss became {float(loss)} in epoch "
@@ -393,7 +450,7 @@ def train_model(
         record = run_epoch(
             model, step, batches, steps_per_epoch, defense,
             lambda i: learning_rate_at(i / (epochs * steps_per_epoch), base_lr, lr_schedule),
-            first_step=epoch * steps_per_epoch, bar=bar,
+            first_step=epoch * steps_per_epoch, bar=bar, total_steps=epochs * steps_per_epoch,
         )  # fmt: skip
         if validation_data is not None:
             record.update(validation_metrics(model, x_val, y_val, monitor, seed))
