@@ -91,7 +91,10 @@ def plot_history(history: Mapping[str, Sequence[float]], title: str = "Training"
         "val_accuracy": "validation, clean",
         "val_fgsm_accuracy": "validation, FGSM",
         "val_pgd_accuracy": "validation, PGD",
+        "val_certified_accuracy": "validation, certified",
     }
+    if "val_certified_accuracy" in history:  # IBP: its "adversarial part" is the proofs
+        names["adv_accuracy"] = "train (certified at the ε of the moment)"
     for key, label in names.items():
         if key in history:
             ax_acc.plot(epochs, history[key], marker="o", label=label)

@@ -43,6 +43,7 @@ def test_train_recipe_records_what_ran(small_mnist):
         "rel_step": None,
         "adv_fraction": 1.0,
         "beta": 6.0,  # every field of the Defense is recorded, TRADES' weight too
+        "ramp": 0.5,  # and IBP's
     }
     assert settings["epochs"] == 1 and settings["n_train"] == 180 and settings["seed"] == 0
     assert len(history["loss"]) == 1 and "adv_accuracy" in history

@@ -58,11 +58,11 @@ def test_table_puts_reference_beside_measured():
     )
     assert "| reference: standard CNN | 99.2% | 72.2% |" in table
     assert (
-        "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 0.0% | 0.0% | 5.0 min (12 epochs) |"
+        "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 0.0% | 0.0% | – | 5.0 min (12 epochs) |"
         in table
     )
     assert "| **ours: FGSM-trained CNN** | 99.0% | 97.0% | 50.0% | 46.0% | 45.0% |" in table
-    assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.6% | 91.5% | 15.0 min" in table
+    assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.6% | 91.5% | – | 15.0 min" in table
     assert "5 restarts" in table and "2 of 3 passed" in table
     assert "40 steps of 0.04·ε" in table and "1,000 queries" in table
     assert "PGD-trained CNN 1.5 min" in table  # AutoAttack's time per model, both budgets
@@ -73,7 +73,7 @@ def test_table_at_0_3_puts_the_published_models_beside_ours():
     table = reproduce.results_table(SAMPLE)
     at_03 = table[table.index("| model | clean | FGSM ε=0.3 |") :]
     assert "| **ours: PGD-trained CNN** | 98.6% | 90.0% | 70.0% | 40.0% | 39.0% |" in at_03
-    assert "| published: Madry et al. 2018, GPU-trained | 98.5% | – | – | 88.5% | – |" in at_03
+    assert "| published: Madry et al. 2018, GPU-trained | 98.5% | – | – | 88.5% | – | – |" in at_03
     assert "reference:" not in at_03 and "min (12 epochs)" not in at_03.split("\n\n")[0]
 
 
@@ -181,3 +181,40 @@ def test_a_missing_or_broken_metrics_file_gets_a_clear_error(tmp_path):
     broken.write_text('{"run": {')
     with pytest.raises(ValueError, match="not readable JSON"):
         reproduce.read_metrics(broken)
+
+
+def _certification(models):
+    return {
+        "eps": [0.1, 0.3],
+        "n_certify": 10000,
+        "n_attack": 300,
+        "autoattack": {"apgd_steps": 50, "targets": 3, "queries": 500},
+        "models": {
+            name: {
+                "clean": clean,
+                "certified": {"0.1": cert[0], "0.3": cert[1]},
+                "autoattack": {"0.1": attacked[0], "0.3": attacked[1]},
+            }
+            for name, (clean, cert, attacked) in models.items()
+        },
+        "ibp_at": {"train_seconds": 420, "epochs": 12, "defense": {"eps": 0.2}, "n_train": 54000},
+        "published_at_0.3": [
+            {"model": "IBP (Gowal et al. 2018)", "clean": 0.9834, "certified": 0.9179,
+             "trained_on": "GPU"}
+        ],
+    }  # fmt: skip
+
+
+def test_the_certification_table_puts_both_bounds_side_by_side():
+    cert = _certification(
+        {"pgd_at": (0.986, (0.01, 0.0), (0.95, 0.4)), "ibp_at": (0.955, (0.92, 0.0), (0.93, 0.02))}
+    )
+    models = {**SAMPLE["models"]}
+    models["pgd_at"] = {**models["pgd_at"], "certified": {"0.25": 0.0, "0.3": 0.0}}
+    table = reproduce.results_table({**SAMPLE, "models": models, "certification": cert})
+    assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.6% | 91.5% | 0.0% |" in table
+    proofs = table[table.index("ε=0.1: certified / attacked") :]
+    assert "| **ours: IBP-trained CNN** | 95.5% | 92.0% / 93.0% | 0.0% / 2.0% |" in proofs
+    assert "| published: IBP (Gowal et al. 2018), GPU-trained | 98.3% | – | 91.8% / – |" in proofs
+    assert "12 epochs in 7.0 min" in proofs and "300" in proofs
+    assert "certified / attacked" not in reproduce.results_table(SAMPLE)  # no notebook 07

@@ -24,6 +24,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "04_adversarial_training.ipynb",
     "05_evaluation.ipynb",
     "06_robustness_evaluation.ipynb",
+    "07_certified_robustness.ipynb",
 )
 
 _CI_REBUILD = {"REBUILD_N_TRAIN": 2000, "REBUILD_EPOCHS": 1}
@@ -53,6 +54,16 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
         "LEAK_EPOCHS": 1,
         "SIDE_N_TRAIN": 2000,
         "SURROGATE_EPOCHS": 1,
+        **_CI_REBUILD,
+    },
+    "07_certified_robustness.ipynb": {
+        "N_CERTIFY": 500,
+        "N_ATTACK": 50,
+        "AA_APGD_STEPS": 10,
+        "AA_TARGETS": 1,
+        "AA_QUERIES": 50,
+        "N_TRAIN": 2000,
+        "IBP_EPOCHS": 2,
         **_CI_REBUILD,
     },
 }
