@@ -16,6 +16,9 @@ Modules, in the order the course uses them:
 - :mod:`helpers.evaluation` -- accuracy, accuracy under attack, worst case, confusion matrices
 - :mod:`helpers.robustness` -- the honest evaluation: robustness curves, PGD convergence, the
   sanity checks of Carlini et al. 2019, and their tables
+- :mod:`helpers.autoattack` -- the field's standard evaluation: APGD-CE, APGD-T and Square
+- :mod:`helpers.certify` -- proofs instead of attacks: interval bound propagation and
+  certified accuracy, the lower bound beneath every attack (notebook 07)
 - :mod:`helpers.registry` -- the course's models in one table: label, notebook, recipe;
   ``train_recipe`` trains one
 - :mod:`helpers.artifacts` -- saving and loading models (``.keras``), metrics (JSON), figures
