@@ -216,6 +216,8 @@ def test_the_certification_table_puts_both_bounds_side_by_side():
     assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.6% | 91.5% | 0.0% |" in table
     proofs = table[table.index("ε=0.1: certified / attacked") :]
     assert "| **ours: IBP-trained CNN** | 95.5% | 92.0% / 93.0% | 0.0% / 2.0% |" in proofs
+    assert proofs.index("ours: PGD-trained") < proofs.index("ours: IBP-trained")  # course order
+    assert "certified at 92.0% (ε = 0.1), 0.0% (ε = 0.3)" in proofs
     assert "| published: IBP (Gowal et al. 2018), GPU-trained | 98.3% | – | 91.8% / – |" in proofs
     assert "12 epochs in 7.0 min" in proofs and "300" in proofs
     assert "certified / attacked" not in reproduce.results_table(SAMPLE)  # no notebook 07
