@@ -270,6 +270,16 @@ def plot_robustness_curves(
                 )
         ax.axhline(1 / NUM_CLASSES, color="gray", ls=":", lw=1)
         ax.set(title=model, ylim=(0, 1.02))
+    _finish_accuracy_panels(fig, axes, n, title, legend_height=0.05)
+    return fig
+
+
+def _finish_accuracy_panels(
+    fig: Figure, axes: np.ndarray, n: int, title: str, legend_height: float
+) -> None:
+    """The common frame of a grid of accuracy-against-ε panels, ``n`` of them used: hide the
+    unused, label the outer axes, one legend for all below (``legend_height`` of the figure)
+    and the title."""
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -279,8 +289,7 @@ def plot_robustness_curves(
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=9, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
+    fig.tight_layout(rect=(0, legend_height, 1, 1))
 
 
 def plot_robustness_during_training(
@@ -402,14 +411,5 @@ def plot_certified_band(
         ax.plot(eps, upper, color=upper_color, marker="o", label="attacked (upper bound)")
         ax.plot(eps, lower, color=lower_color, marker="s", ls="--", label="certified (lower bound)")
         ax.set(title=model, ylim=(0, 1.02))
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("ε (L∞ budget)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("accuracy")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncols=3, fontsize=9, frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _finish_accuracy_panels(fig, axes, n, title, legend_height=0.06)
     return fig
