@@ -109,7 +109,7 @@ MODELS: dict[str, ModelSpec] = {
     "ibp_at": ModelSpec(
         "IBP-trained CNN",
         _NB07,
-        {"width": 1, "dropout": False, "learning_rate": 1e-3},
+        {**_ROBUST_BUILD, "learning_rate": 1e-3},
         {
             "epochs": 12,
             "lr_schedule": "cosine",

@@ -342,15 +342,14 @@ def validation_metrics(
     if monitor.eps is not None:
         x_adv = fgsm(model, x_val, y_val, monitor.eps)
         record["val_fgsm_accuracy"] = accuracy(model, x_adv, y_val)
+    x_m, y_m = x_val[: monitor.size], y_val[: monitor.size]  # the attacks' and proofs' share
     if monitor.pgd_steps:
-        x_m, y_m = x_val[: monitor.size], y_val[: monitor.size]
         x_adv = pgd(
             model, x_m, y_m, monitor.eps, steps=monitor.pgd_steps,
             rel_step=2.5 / monitor.pgd_steps, seed=seed,
         )  # fmt: skip
         record["val_pgd_accuracy"] = accuracy(model, x_adv, y_m)
     if monitor.certified:
-        x_m, y_m = x_val[: monitor.size], y_val[: monitor.size]
         record["val_certified_accuracy"] = certified_accuracy(model, x_m, y_m, monitor.eps)
     return record
 
