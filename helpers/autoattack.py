@@ -17,7 +17,8 @@ result on top of the other three (Croce & Hein 2020, table 7) and costs as much 
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -293,3 +294,43 @@ def autoattack(
         "x_adv": x_adv,
         "robust_mask": robust,
     }
+
+
+def autoattack_by_budget(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    epsilons: Sequence[float],
+    **settings: Any,
+) -> dict[float, dict[str, object]]:
+    """:func:`autoattack` at each budget of ``epsilons``, smallest first, each on the images
+    that every smaller budget left robust.
+
+    An image broken within ε stays broken within any larger ε (its adversarial image lies
+    inside the larger ball too), so attacking it again could only waste time. Returns
+    ``{eps: result}`` with :func:`autoattack`'s keys, on all of ``x``; ``fooled_by`` gains
+    the entry ``"smaller budget"`` (the share broken before, or misclassified when clean)
+    and ``x_adv`` keeps those images' earlier adversarial versions. ``settings``:
+    :func:`autoattack`'s keywords.
+    """
+    x, y_onehot = attack_inputs(model, x, y)
+    labels = y_onehot.argmax(axis=1)
+    robust = engine.in_batches(model, _logits, [x])[0].argmax(axis=1) == labels
+    clean, x_adv = float(robust.mean()), x.copy()
+    results: dict[float, dict[str, object]] = {}
+    for eps in sorted(epsilons):
+        todo = np.flatnonzero(robust)
+        fooled_by = {"smaller budget": float(1 - robust.mean())}
+        if len(todo):
+            run = autoattack(model, x[todo], labels[todo], eps, **settings)
+            robust[todo], x_adv[todo] = run["robust_mask"], run["x_adv"]
+            share = len(todo) / len(x)  # autoattack's shares are of the images it was given
+            fooled_by |= {name: v * share for name, v in run["fooled_by"].items()}
+        results[eps] = {
+            "clean": clean,
+            "robust": float(robust.mean()),
+            "fooled_by": fooled_by,
+            "x_adv": x_adv.copy(),
+            "robust_mask": robust.copy(),
+        }
+    return results

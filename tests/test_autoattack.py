@@ -65,6 +65,26 @@ def test_autoattack_is_the_worst_case_of_its_attacks(trained_cnn, batch):
     assert result["robust"] <= 1 - autoattack.apgd(trained_cnn, x, y, 0.1, steps=20)[1].mean()
 
 
+def test_autoattack_by_budget_attacks_only_what_smaller_budgets_left(trained_cnn, batch):
+    """Robust at a larger budget implies robust at every smaller one; each adversarial image
+    stays inside its own ball; the first budget is AutoAttack itself; the larger one attacks
+    only the survivors and its shares add up."""
+    x, y = batch
+    settings = {"apgd_steps": 10, "targets": 1, "queries": 50}
+    results = autoattack.autoattack_by_budget(trained_cnn, x, y, [0.15, 0.05], **settings)
+    assert list(results) == [0.05, 0.15]
+    alone = autoattack.autoattack(trained_cnn, x, y, 0.05, **settings)
+    np.testing.assert_array_equal(results[0.05]["robust_mask"], alone["robust_mask"])
+    small, large = results[0.05], results[0.15]
+    assert np.all(small["robust_mask"] | ~large["robust_mask"])
+    assert large["fooled_by"]["smaller budget"] == pytest.approx(1 - small["robust"])
+    for eps, result in results.items():
+        assert np.abs(result["x_adv"] - x).max() <= eps + 1e-6
+        broken = sum(result["fooled_by"].values())
+        assert result["robust"] == pytest.approx(1 - broken)
+        assert accuracy(trained_cnn, result["x_adv"], y) == pytest.approx(result["robust"])
+
+
 def test_apgd_stops_working_on_an_image_once_it_is_fooled(trained_cnn, batch, monkeypatch):
     """Each step evaluates only the images not yet fooled: at a budget that fools most
     images within a few steps, APGD costs far less than steps x images gradients."""
