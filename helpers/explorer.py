@@ -29,6 +29,7 @@ from PIL import Image
 from helpers.attacks import EPS, apply_signs, fgsm_signs
 from helpers.data import NUM_CLASSES, labels_for, validate_images
 from helpers.model import predict_probabilities
+from helpers.plots import WRONG
 
 #: attack name -> function(model, x, y) returning the eps-independent step direction
 DirectionFn = Callable[[keras.Model, np.ndarray, np.ndarray], np.ndarray]
@@ -180,8 +181,9 @@ class Explorer:
                 (f"adversarial → {s['pred_adv']} ({s['probs_adv'].max():.0%})", s["pred_adv"]),
             )
             for artist, (text, pred) in zip(a["titles"], texts, strict=True):
-                artist.set_text(text)
-                artist.set_color(colors[pred == self.y[i]])
+                right = pred == self.y[i]
+                artist.set_text(text if right else f"{text} {WRONG}")  # a symbol, not only red
+                artist.set_color(colors[right])
             for bar, p in zip(a["bars_clean"], s["probs_clean"], strict=True):
                 bar.set_height(p)
             for bar, p in zip(a["bars_adv"], s["probs_adv"], strict=True):

@@ -14,7 +14,34 @@ from matplotlib.figure import Figure
 
 from helpers.data import NUM_CLASSES, class_counts, to_int_labels
 
-sns.set_theme(style="whitegrid", context="notebook")
+# A colour-blind-safe palette for every figure; lines carry markers or styles as well.
+sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+_PALETTE = sns.color_palette("colorblind", 10)
+_MARKERS = "osD^vPX*"
+#: Marks a wrong prediction in a title, beside its colour (which not everyone can see).
+WRONG = "✗"
+
+
+def model_style(label: str) -> dict[str, object]:
+    """The colour and marker of the course model a line belongs to, the same in every
+    figure: ``label`` is a model's label (``helpers.registry.MODELS``), optionally followed
+    by more (``"standard CNN, PGD-40"``). Empty for a line of no course model."""
+    from helpers.registry import MODELS  # imported here: the registry needs TensorFlow
+
+    labels = [spec.label for spec in MODELS.values()]
+    owners = [i for i, own in enumerate(labels) if label.startswith(own)]
+    if not owners:
+        return {}
+    i = max(owners, key=lambda j: len(labels[j]))  # the most specific label that fits
+    return {"color": _PALETTE[i % len(_PALETTE)], "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def attack_linestyle(label: str) -> str:
+    """The line style of the attack a curve's label names, as in every figure: PGD solid,
+    FGSM dashed, anything else dotted-dashed."""
+    if "PGD" in label:
+        return _ATTACK_STYLE["pgd"][2]
+    return _ATTACK_STYLE["fgsm"][2] if "FGSM" in label else "-."
 
 
 def _as_2d(images: np.ndarray) -> np.ndarray:
@@ -30,7 +57,7 @@ def plot_sample_grid(
     ncols: int = 10,
     title: str | None = None,
 ) -> Figure:
-    """The first ``n`` images with their labels (and predictions: red when wrong)."""
+    """The first ``n`` images with their labels (and predictions: red and ✗ when wrong)."""
     images, labels = _as_2d(images)[:n], to_int_labels(labels)[:n]
     n = len(images)
     nrows = max(1, -(-n // ncols))
@@ -43,7 +70,9 @@ def plot_sample_grid(
         text, color = f"{labels[i]}", "black"
         if predictions is not None:
             pred = to_int_labels(predictions)[i]
-            text, color = f"{labels[i]} → {pred}", ("black" if pred == labels[i] else "crimson")
+            text, color = f"{labels[i]} → {pred}", "black"
+            if pred != labels[i]:
+                text, color = f"{text} {WRONG}", "crimson"
         ax.set_title(text, fontsize=10, color=color)
     if title:
         fig.suptitle(title)
@@ -142,7 +171,7 @@ def plot_adversarial_examples(
 ) -> Figure:
     """Columns of clean image / perturbation / adversarial image, with predictions.
 
-    Titles give the predicted digit and its probability; red marks a wrong prediction.
+    Titles give the predicted digit and its probability; red and ✗ mark a wrong prediction.
     The perturbation is shown on a blue-red scale centred on 0.
     """
     x, x_adv = _as_2d(x)[:n], _as_2d(x_adv)[:n]
@@ -164,8 +193,9 @@ def plot_adversarial_examples(
                 continue
             ax.imshow(img, cmap="gray_r", vmin=0, vmax=1)
             pred = int(np.argmax(probs))
-            color = "black" if pred == y_true[i] else "crimson"
-            ax.set_title(f"{pred} ({probs[pred]:.0%})", fontsize=10, color=color)
+            wrong = pred != y_true[i]
+            text = f"{pred} ({probs[pred]:.0%})" + (f" {WRONG}" if wrong else "")
+            ax.set_title(text, fontsize=10, color="crimson" if wrong else "black")
     for row, label in enumerate(["clean", "perturbation", "adversarial"]):
         axes[row, 0].set_ylabel(label, fontsize=10)
     if title:
@@ -182,14 +212,18 @@ def plot_accuracy_vs_epsilon(
 ) -> Figure:
     """One line per curve ``{label: {eps_key: accuracy}}`` against epsilon.
 
-    ``references`` are single published points ``{label: (eps, accuracy)}``, drawn as stars.
+    A label that starts with a course model's name (``"standard CNN, PGD-40"``) gets that
+    model's colour and marker (:func:`model_style`) and its attack's line style
+    (:func:`attack_linestyle`). ``references`` are single published points
+    ``{label: (eps, accuracy)}``, drawn as stars.
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     for label, curve in curves.items():
         eps = np.array([float(k) for k in curve])
         acc = np.array(list(curve.values()))
         order = np.argsort(eps)
-        ax.plot(eps[order], acc[order], marker="o", ms=4, label=label)
+        style = {"marker": "o", **model_style(label), "ls": attack_linestyle(label)}
+        ax.plot(eps[order], acc[order], ms=4, label=label, **style)
     for label, (eps, acc) in (references or {}).items():
         ax.plot([eps], [acc], marker="*", ms=13, ls="none", label=label)
     if chance:
@@ -222,11 +256,12 @@ def plot_series(
 
 
 #: Colours and styles of the attacks in :func:`plot_robustness_curves`.
+#: One colour and line style per attack in every figure (colour-blind-safe colours).
 _ATTACK_STYLE = {
-    "noise": ("random noise", "tab:gray", ":"),
-    "transfer": ("transfer (black-box)", "tab:purple", "-."),
-    "fgsm": ("FGSM", "tab:blue", "--"),
-    "pgd": ("PGD", "tab:red", "-"),
+    "noise": ("random noise", _PALETTE[7], ":"),
+    "transfer": ("transfer (black-box)", _PALETTE[4], "-."),
+    "fgsm": ("FGSM", _PALETTE[0], "--"),
+    "pgd": ("PGD", _PALETTE[3], "-"),
     "worst_case": ("worst case (robust accuracy)", "black", "-"),
 }
 
@@ -263,7 +298,7 @@ def plot_robustness_curves(
                     color=color,
                     ls=style,
                     lw=1.6,
-                    marker="o",
+                    marker=_MARKERS[list(_ATTACK_STYLE).index(attack)],
                     ms=3.5,
                     label=label,
                     zorder=3,
@@ -301,21 +336,16 @@ def plot_robustness_during_training(
     Catastrophic overfitting shows as a solid line that collapses while its dashed twin
     keeps climbing."""
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    colors = sns.color_palette("deep", len(histories))
-    for color, (label, history) in zip(colors, histories.items(), strict=True):
+    for i, (label, history) in enumerate(histories.items()):
         if "val_pgd_accuracy" not in history:
             continue
+        style = model_style(label) or {"color": _PALETTE[i % 10], "marker": "o"}
         epochs = np.arange(1, len(history["val_pgd_accuracy"]) + 1)
-        ax.plot(epochs, history["val_pgd_accuracy"], color=color, marker="o", label=f"{label}: PGD")
+        pgd_ls, fgsm_ls = _ATTACK_STYLE["pgd"][2], _ATTACK_STYLE["fgsm"][2]
+        ax.plot(epochs, history["val_pgd_accuracy"], ls=pgd_ls, label=f"{label}: PGD", **style)
         if "val_fgsm_accuracy" in history:
-            ax.plot(
-                epochs,
-                history["val_fgsm_accuracy"],
-                color=color,
-                ls="--",
-                alpha=0.7,
-                label=f"{label}: FGSM",
-            )
+            fgsm = history["val_fgsm_accuracy"]
+            ax.plot(epochs, fgsm, ls=fgsm_ls, alpha=0.7, label=f"{label}: FGSM", **style)
     ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.02), title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     # Below the axes: inside, it would hide whichever curve runs along the bottom.
@@ -335,11 +365,11 @@ def plot_attack_effort(
     setting (``steps``, ``restarts``) is marked by a vertical line. Flat lines to the right
     of the mark mean more effort would not find more adversarial examples."""
     fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
-    colors = sns.color_palette("deep", len(efforts))
-    for color, (label, effort) in zip(colors, efforts.items(), strict=True):
+    for i, (label, effort) in enumerate(efforts.items()):
+        style = model_style(label) or {"color": _PALETTE[i % 10], "marker": "o"}
         for ax, key in ((ax_s, "by_steps"), (ax_r, "by_restarts")):
             xs = [int(k) for k in effort[key]]
-            ax.plot(xs, list(effort[key].values()), color=color, marker="o", ms=4, label=label)
+            ax.plot(xs, list(effort[key].values()), ms=4, label=label, **style)
     ax_s.axvline(steps, color="gray", ls="--", lw=1)
     ax_r.axvline(restarts, color="gray", ls="--", lw=1)
     ax_s.set(xlabel=f"PGD steps ({restarts} restarts)", ylabel="accuracy", ylim=(0, 1.02))
