@@ -221,3 +221,56 @@ def test_the_certification_table_puts_both_bounds_side_by_side():
     assert "| published: IBP (Gowal et al. 2018), GPU-trained | 98.3% | – | 91.8% / – |" in proofs
     assert "12 epochs in 7.0 min" in proofs and "300" in proofs
     assert "certified / attacked" not in reproduce.results_table(SAMPLE)  # no notebook 07
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_side_by_side_runs_start_a_notebook_only_after_the_ones_it_loads(
+    tmp_path, monkeypatch, jobs
+):
+    import threading
+    import time
+
+    from tooling import series
+
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(tmp_path))
+    log, lock = [], threading.Lock()
+
+    def fake_run(notebook, output_dir, size):
+        with lock:
+            log.append(("start", notebook))
+        time.sleep(0.02 if notebook.startswith("04") else 0.005)
+        with lock:
+            log.append(("end", notebook))
+        return output_dir / notebook, 1.0
+
+    monkeypatch.setattr(series, "run_notebook", fake_run)
+    seconds = reproduce.run_series("ci", tmp_path, jobs=jobs)
+    assert list(seconds) == list(series.NOTEBOOKS)
+    for notebook, needs in series.NEEDS.items():
+        started = log.index(("start", notebook))
+        assert all(log.index(("end", need)) < started for need in needs), (notebook, log)
+    running = peak = 0
+    for event, _ in log:
+        running += 1 if event == "start" else -1
+        peak = max(peak, running)
+    assert peak <= jobs
+    if jobs == 1:
+        assert [nb for event, nb in log if event == "start"] == list(series.NOTEBOOKS)
+
+
+def test_a_failed_notebook_stops_the_side_by_side_run(tmp_path, monkeypatch):
+    from tooling import series
+
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(tmp_path))
+    started = []
+
+    def fake_run(notebook, output_dir, size):
+        started.append(notebook)
+        if notebook.startswith("04"):
+            raise RuntimeError("cell 7 failed")
+        return output_dir / notebook, 1.0
+
+    monkeypatch.setattr(series, "run_notebook", fake_run)
+    with pytest.raises(RuntimeError, match="cell 7"):
+        reproduce.run_series("ci", tmp_path, jobs=2)
+    assert not {nb for nb in started if nb[:2] in ("05", "06", "07")}

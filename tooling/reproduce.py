@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -360,7 +362,13 @@ def results_table(metrics: dict[str, Any]) -> str:
             f"{name[:2]} {value / 60:.1f} min" for name, value in seconds.items() if name != "total"
         )
         note += (
-            f"\n\nNotebook run times: {timings}; the whole series {seconds['total'] / 60:.0f} min."
+            f"\n\nNotebook run times: {timings}; the whole series {seconds['total'] / 60:.0f} min"
+            + (
+                f" ({run['jobs']} notebooks side by side, each after those whose models it "
+                "loads, so the notebooks' times add up to more)."
+                if run.get("jobs", 1) > 1
+                else "."
+            )
         )
     if run.get("resumed_from"):
         note += (
@@ -407,16 +415,25 @@ def update_readme(
     return new != text
 
 
-def run_series(size: str, executed_dir: Path, start_at: str | None = None) -> dict[str, float]:
-    """Execute every notebook in order; return seconds per notebook.
+def run_series(
+    size: str, executed_dir: Path, start_at: str | None = None, jobs: int = 1
+) -> dict[str, float]:
+    """Execute every notebook; return seconds per notebook.
+
+    ``jobs`` notebooks run side by side, each once the notebooks whose models it loads
+    (:data:`tooling.series.NEEDS`) are done, in :data:`tooling.series.PARALLEL_ORDER`;
+    with ``jobs=1``, one after another in the course's order. Every model a notebook of
+    the run makes is deleted first, so that no notebook loads a copy left by an earlier run.
 
     ``start_at`` (a notebook's name or number prefix, e.g. ``"06"``) re-runs from that
     notebook on and takes the earlier ones, as they are, from their executed copies in
     ``executed_dir`` (their times from papermill's record), after checking that those were
     executed at the same ``size``. For resuming a long run whose last notebook failed.
     """
-    from tooling.series import NOTEBOOKS, parameters_for, run_notebook
+    from tooling.series import NOTEBOOKS, parameters_for
 
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     first = 0
     if start_at is not None:
         matches = [i for i, nb in enumerate(NOTEBOOKS) if nb.startswith(start_at)]
@@ -429,11 +446,54 @@ def run_series(size: str, executed_dir: Path, start_at: str | None = None) -> di
             executed_dir / notebook, parameters_for(notebook, size)
         )
         print(f"== {notebook}: kept from its earlier run ({seconds[notebook]:.0f} s)", flush=True)
-    for notebook in NOTEBOOKS[first:]:
+    todo = NOTEBOOKS[first:]
+    for notebook in todo:
         forget_models_made_by(notebook)
-        print(f"== {notebook} ({size} size) ...", flush=True)
-        _, seconds[notebook] = run_notebook(notebook, executed_dir, size=size)
-        print(f"   done in {seconds[notebook]:.0f} s", flush=True)
+    runs = _run_side_by_side(todo, set(NOTEBOOKS[:first]), size, executed_dir, jobs)
+    return {**seconds, **{nb: runs[nb] for nb in todo}}
+
+
+def _run_one(notebook: str, size: str, executed_dir: Path) -> float:
+    from tooling.series import run_notebook
+
+    print(f"== {notebook} ({size} size) ...", flush=True)
+    _, took = run_notebook(notebook, executed_dir, size=size)
+    print(f"   {notebook} done in {took:.0f} s", flush=True)
+    return took
+
+
+def _run_side_by_side(
+    todo: Sequence[str], done: set[str], size: str, executed_dir: Path, jobs: int
+) -> dict[str, float]:
+    """Run ``todo`` with ``jobs`` at a time (see :func:`run_series`); a failure stops new
+    starts, lets the running notebooks finish and is raised."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from tooling.series import NEEDS, PARALLEL_ORDER
+
+    order = list(todo) if jobs == 1 else [nb for nb in PARALLEL_ORDER if nb in todo]
+    seconds: dict[str, float] = {}
+    with ThreadPoolExecutor(jobs) as pool:
+        running: dict[Any, str] = {}
+        failure: BaseException | None = None
+        while (order and failure is None) or running:
+            ready = [nb for nb in order if set(NEEDS.get(nb, ())) <= done]
+            while failure is None and ready and len(running) < jobs:
+                notebook = ready.pop(0)
+                order.remove(notebook)
+                running[pool.submit(_run_one, notebook, size, executed_dir)] = notebook
+            if not running:  # nothing can start: a notebook needs one that is not in the run
+                raise ValueError(f"{order} need notebooks that are neither done nor in this run")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                notebook = running.pop(future)
+                if future.exception() is not None:
+                    failure = failure or future.exception()
+                else:
+                    seconds[notebook] = future.result()
+                    done.add(notebook)
+        if failure is not None:
+            raise failure
     return seconds
 
 
@@ -481,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NOTEBOOK",
         help="re-run from this notebook (e.g. 06), keeping the earlier executed notebooks",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="notebooks run side by side, each after the ones whose models it loads",
+    )
     args = parser.parse_args(argv)
 
     if args.readme_only:
@@ -498,8 +564,14 @@ def main(argv: list[str] | None = None) -> int:
     info = run_info(args.size)  # before the run: the commit that produced the results
     if args.start_at:
         info["resumed_from"] = args.start_at  # earlier notebooks: their executed copies
-    seconds = run_series(args.size, artifacts / "executed", args.start_at)
-    seconds["total"] = sum(seconds.values())
+    started = time.perf_counter()
+    seconds = run_series(args.size, artifacts / "executed", args.start_at, args.jobs)
+    # the series' wall time: the sum of the notebooks' times only when they ran one by one
+    seconds["total"] = (
+        sum(seconds.values()) if args.jobs == 1 or args.start_at else time.perf_counter() - started
+    )
+    if args.jobs > 1:
+        info["jobs"] = args.jobs
     metrics = collect_metrics(info, seconds)
     table = results_table(metrics)  # checks the metrics before anything is written
 

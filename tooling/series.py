@@ -29,6 +29,20 @@ NOTEBOOKS: tuple[str, ...] = (
     "07_certified_robustness.ipynb",
 )
 
+#: The notebooks whose saved models a notebook loads: it runs only after them. (Notebook 03
+#: shows the FGSM-trained model in its explorer too when notebook 04 has saved it, but does
+#: not wait for it.)
+NEEDS: dict[str, tuple[str, ...]] = {
+    "03_fgsm_attack.ipynb": ("02_training_a_cnn.ipynb",),
+    **{
+        notebook: ("02_training_a_cnn.ipynb", "04_adversarial_training.ipynb")
+        for notebook in NOTEBOOKS[4:]
+    },
+}
+#: The order in which side-by-side runs start notebooks (``make reproduce JOBS=2``): notebook
+#: 04 first, as every later notebook waits for its models, then the longest.
+PARALLEL_ORDER: tuple[str, ...] = tuple(NOTEBOOKS[i] for i in (3, 0, 1, 2, 5, 6, 4))
+
 _CI_REBUILD = {"REBUILD_N_TRAIN": 2000, "REBUILD_EPOCHS": 1}
 
 #: Small parameters for CI; every key must exist in that notebook's parameters cell.
