@@ -9,16 +9,18 @@ CI_DIR := build/ci
 # CI-size runs write their models here, never over a full-size run's artifacts/.
 TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
 
-.PHONY: help venv lint unit notebooks nbval browser test reproduce readme lab strip clean
-.PHONY: assignments grade classroom
+.PHONY: help venv lint unit notebooks nbval browser book book-test test reproduce readme lab strip clean
+.PHONY: assignments grade written classroom
 
 help:
 	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
 	@echo "make reproduce  run notebooks 01-07 at full size, write results/ (about 30 minutes on 2 cores)"
 	@echo "make lab        open JupyterLab on the notebooks"
+	@echo "make book       the course as a website in build/book/html, from make reproduce's notebooks (EXECUTED=dir)"
 	@echo "make strip      remove outputs from the notebooks before committing"
 	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=ci: small runs)"
 	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student) in a sandbox, write grades.csv (JOBS=N)"
+	@echo "make written     add the points of hand-graded written answers (GRADES=...)"
 	@echo "make bench      measure speed on this machine, write benchmarks/results.json (4-12 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -36,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser and not classroom"
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser and not book and not classroom"
 
 # Executes every notebook in order with papermill at CI size (copies in build/ci/executed).
 notebooks: $(STAMP)
@@ -53,7 +55,11 @@ nbval: $(STAMP)
 browser: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -m browser
 
-test: lint unit notebooks nbval browser classroom
+# The CI-size website (build/book-ci/) in headless Chromium (needs `make notebooks` first).
+book-test: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest -m book
+
+test: lint unit notebooks nbval browser book-test classroom
 
 reproduce: $(STAMP)
 	$(BIN)/python -m tooling.reproduce
@@ -63,6 +69,13 @@ readme: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
+
+# The course as a static website, built offline from executed notebooks (never re-run):
+# by default those of `make reproduce` (artifacts/executed/); after `make notebooks`,
+# `make book EXECUTED=build/ci/executed MNIST_AD_ARTIFACTS=build/ci/artifacts` (CI size).
+EXECUTED ?=
+book: $(STAMP)
+	$(BIN)/python -m tooling.book $(if $(EXECUTED),--executed "$(EXECUTED)",)
 
 strip: $(STAMP)
 	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
@@ -88,6 +101,10 @@ grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-student-folders"; exit 2; }
 	$(BIN)/python -m tooling.classroom grade "$(SUBMISSIONS)" --out "$(GRADES)" --jobs $(JOBS) \
 		$(if $(filter off,$(SANDBOX)),--no-sandbox,)
+
+# Adds the points a teacher wrote into GRADES' _written.csv to its scores: GRADES' _final.csv.
+written: $(STAMP)
+	$(BIN)/python -m tooling.classroom written --grades "$(GRADES)"
 
 # CI check: release at CI size in a scratch folder, nbgrader validate, autograde both versions.
 classroom: $(STAMP)

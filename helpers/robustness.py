@@ -113,9 +113,10 @@ def robustness_curve(
         steps, restarts, rel_step: PGD's settings (see :func:`helpers.attacks.pgd`).
 
     Returns:
-        ``{"clean": {eps_key: acc}, "fgsm": ..., "pgd": ..., "noise": ..., ["transfer": ...],
-        "worst_case": ...}``; accuracies are fractions in [0, 1], every attack on the same
-        images (at eps = 0 every entry is the clean accuracy).
+        ``{attack: {eps_key: acc}}`` for the attacks ``"clean"``, ``"fgsm"``, ``"pgd"``,
+        ``"noise"``, ``"transfer"`` (if given) and ``"worst_case"``; accuracies are
+        fractions in [0, 1], every attack on the same images (at eps = 0 every entry is the
+        clean accuracy).
     """
     x = validate_images(x)
     labels = to_int_labels(y)
