@@ -33,13 +33,20 @@ import nbformat
 import pytest
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
-from tooling import classroom
+from tooling import classroom, written
 from tooling.series import NOTEBOOKS
 
 pytestmark = pytest.mark.classroom
 GRADED = classroom.graded_notebooks()
 INSTRUCTOR, STUDENT, ABSENT = "instructor", "unchanged-student", "absent-student"
 VALIDATED = [n for n in GRADED if n.split("_")[0] in ("01", "02", "03")]
+_WRITTEN = {
+    classroom.assignment_id(n): written.written_answers(classroom.load_notebook(NOTEBOOKS_DIR / n))
+    for n in GRADED
+}
+#: Per assignment, the points of its written answers (graded by hand, not by nbgrader).
+WRITTEN_POINTS = {aid: sum(a["max_score"] for a in answers) for aid, answers in _WRITTEN.items()}
+WRITTEN_IDS = {a["question"] for answers in _WRITTEN.values() for a in answers}
 
 
 def _path(course: Path, folder: str, notebook: str) -> Path:
@@ -86,6 +93,7 @@ def _chain(course: Path, student: str, version: str) -> dict:
         "grade_log": graded.stdout + graded.stderr,
         "grades": course / "grades.csv",
         "by_exercise": course / "grades_by_exercise.csv",
+        "written": course / "grades_written.csv",
         "autograded": course / "autograded" / student,
     }
 
@@ -172,8 +180,11 @@ def test_autograde_full_marks_for_instructor_zero_for_unchanged_student(chains):
         for row in [r for r in rows if r["student"] == ABSENT]:
             assert (row["status"], float(row["score"])) == ("missing", 0.0), row
         for row in [r for r in rows if r["student"] == student]:
-            assert row["status"] == "graded" and float(row["max_score"]) > 0, row
-            expected = float(row["max_score"]) if full else 0.0
+            # a written answer waits for the teacher; an untouched one scores 0 at once
+            by_hand = WRITTEN_POINTS[row["assignment"]]
+            status = "needs manual grading" if full and by_hand else "graded"
+            assert row["status"] == status and float(row["max_score"]) > 0, row
+            expected = float(row["max_score"]) - by_hand if full else 0.0
             assert float(row["score"]) == expected, (row, chains[student]["grade_log"][-4000:])
         cells = _read_csv(chains[student]["by_exercise"])
         graded_cells = sum(
@@ -183,8 +194,23 @@ def test_autograde_full_marks_for_instructor_zero_for_unchanged_student(chains):
         )
         assert len(cells) == graded_cells
         for cell in cells:
-            expected = float(cell["max_score"]) if full else 0.0
+            hand = cell["exercise"] in WRITTEN_IDS
+            expected = float(cell["max_score"]) if full and not hand else 0.0
             assert float(cell["score"]) == expected, cell
+
+
+def test_written_answers_are_collected_for_the_teacher(chains):
+    """grades_written.csv: every written answer of every graded notebook, the instructor's
+    (the model answer) left for the teacher's points, the untouched stub already at 0."""
+    for student, full in ((INSTRUCTOR, True), (STUDENT, False)):
+        rows = _read_csv(chains[student]["written"])
+        assert {r["question"] for r in rows} == WRITTEN_IDS
+        assert {r["student"] for r in rows} == {student}  # the absent student wrote nothing
+        for row in rows:
+            if full:
+                assert "Model answer" in row["answer"] and row["points"] == "", row
+            else:
+                assert row["answer"] == written.STUB and float(row["points"]) == 0, row
 
 
 @pytest.mark.parametrize("notebook", GRADED)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers.paths import NOTEBOOKS_DIR
-from tooling import classroom
+from tooling import classroom, written
 from tooling.series import NOTEBOOKS, parameters_for
 
 GRADED = classroom.graded_notebooks()
@@ -85,6 +85,12 @@ def test_exercise_cells_follow_the_conventions(notebook):
                 assert marker not in text, f"{marker!r} outside an exercise cell"
             continue
         assert meta["schema_version"] == 3
+        if written.is_written_cell(cell):  # a written answer: one cell, graded by hand
+            assert not meta["locked"] and meta["points"] > 0, meta["grade_id"]
+            lines = [line.strip() for line in text.splitlines()]
+            assert lines[0] == classroom.SOLUTION_MARKERS[0], meta["grade_id"]
+            assert lines[-1] == classroom.SOLUTION_MARKERS[1], meta["grade_id"]
+            continue
         if meta["solution"]:
             solutions += 1
             assert cell["cell_type"] == "code" and not meta["grade"] and not meta["locked"]

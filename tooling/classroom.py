@@ -30,6 +30,7 @@ Command line (``make assignments`` / ``make grade`` call these)::
 
     python -m tooling.classroom assignments [--size full|ci]
     python -m tooling.classroom grade SUBMISSIONS [--out grades.csv] [--jobs N] [--no-sandbox]
+    python -m tooling.classroom written [--grades grades.csv]   # add hand-graded points
 """
 
 from __future__ import annotations
@@ -387,10 +388,18 @@ def main(argv: list[str] | None = None) -> int:
     grading.add_argument(
         "--no-sandbox", action="store_true", help="run the kernels with your rights (trusted only)"
     )
+    hand = commands.add_parser("written", help="add the hand-graded written answers' points")
+    hand.add_argument("--grades", type=Path, default=COURSE_DIR / "grades.csv")
     args = parser.parse_args(argv)
     try:
         if args.command == "assignments":
             build_assignments(args.size, args.course_dir)
+        elif args.command == "written":
+            from tooling.written import add_written
+
+            grades = args.grades
+            out = add_written(grades, grades.with_name(f"{grades.stem}_written.csv"))
+            print(f"wrote {out}")
         else:
             from tooling.grading import grade
 

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from helpers.artifacts import write_atomically
 from helpers.paths import PROJECT_ROOT
-from tooling import sandbox
+from tooling import sandbox, written
 from tooling.classroom import (
     COURSE_ID,
     course_assignments,
@@ -290,8 +290,9 @@ def grade(
     """Autograde every student folder in ``submissions`` (see the module docstring) and
     write the grade table ``out`` (default ``<course>/grades.csv``: student, assignment,
     score, max_score, status) and beside it ``<name>_by_exercise.csv`` (one row per graded
-    cell). ``isolated=False`` runs the kernels without the sandbox (trusted submissions
-    only). Returns ``out``."""
+    cell) and ``<name>_written.csv`` (the written answers to grade by hand,
+    :mod:`tooling.written`). ``isolated=False`` runs the kernels without the sandbox
+    (trusted submissions only). Returns ``out``."""
     course_dir, submissions = Path(course_dir).resolve(), Path(submissions).resolve()
     course_size(course_dir)  # raises if there is no release
     if jobs < 1:
@@ -321,6 +322,15 @@ def grade(
     for table, path in ((rows, out), (cells, out.with_name(f"{out.stem}_by_exercise.csv"))):
         with write_atomically(path) as scratch:
             write_csv(table, scratch)
+    autograded = course_dir / "autograded"
+    notebooks = {
+        (r["student"], r["assignment"]): autograded / r["student"] / r["assignment"] for r in rows
+    }
+    notebooks = {
+        k: d / f"{k[1]}.ipynb" for k, d in notebooks.items() if (d / f"{k[1]}.ipynb").is_file()
+    }
+    answers = written.answer_rows(rows, notebooks)
+    written.write_answers(answers, out.with_name(f"{out.stem}_written.csv"))
     print(f"graded {len(students)} students: {out} (scratch copies and logs in {run})")
     return out
 
