@@ -274,3 +274,11 @@ def test_a_failed_notebook_stops_the_side_by_side_run(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="cell 7"):
         reproduce.run_series("ci", tmp_path, jobs=2)
     assert not {nb for nb in started if nb[:2] in ("05", "06", "07")}
+
+
+def test_the_expected_time_comes_from_the_committed_run():
+    recorded = json.loads((RESULTS_DIR / "metrics.json").read_text())["run"]["notebook_seconds"]
+    notebook = "02_training_a_cnn.ipynb"
+    assert reproduce.expected_seconds(notebook, "full") == pytest.approx(recorded[notebook])
+    assert reproduce.expected_seconds(notebook, "ci") is None
+    assert reproduce.expected_seconds("99_missing.ipynb", "full") is None

@@ -453,12 +453,27 @@ def run_series(
     return {**seconds, **{nb: runs[nb] for nb in todo}}
 
 
+def expected_seconds(notebook: str, size: str) -> float | None:
+    """How long ``notebook`` took in the committed full-size run (``results/metrics.json``),
+    to tell whoever waits; ``None`` at CI size or without a record."""
+    try:
+        record = json.loads((RESULTS_DIR / "metrics.json").read_text())
+        return float(record["run"]["notebook_seconds"][notebook]) if size == "full" else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _run_one(notebook: str, size: str, executed_dir: Path) -> float:
     from tooling.series import run_notebook
 
-    print(f"== {notebook} ({size} size) ...", flush=True)
+    expected = expected_seconds(notebook, size)
+    started = time.strftime("%H:%M")
+    hint = (
+        f", about {expected / 60:.0f} min on the machine of the last full run" if expected else ""
+    )
+    print(f"== {notebook} ({size} size) started {started}{hint} ...", flush=True)
     _, took = run_notebook(notebook, executed_dir, size=size)
-    print(f"   {notebook} done in {took:.0f} s", flush=True)
+    print(f"   {notebook} done in {took / 60:.1f} min", flush=True)
     return took
 
 
