@@ -10,7 +10,7 @@ CI_DIR := build/ci
 TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
 
 .PHONY: help venv lint unit notebooks nbval browser book book-test test reproduce readme lab strip clean
-.PHONY: assignments grade written classroom
+.PHONY: assignments grade written classroom hub hub-test
 
 help:
 	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
@@ -21,6 +21,7 @@ help:
 	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=ci: small runs)"
 	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student) in a sandbox, write grades.csv (JOBS=N)"
 	@echo "make written     add the points of hand-graded written answers (GRADES=...)"
+	@echo "make hub        a JupyterHub for a class on http://127.0.0.1:8000 (state in build/hub)"
 	@echo "make bench      measure speed on this machine, write benchmarks/results.json (4-12 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -38,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser and not book and not classroom"
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser and not book and not classroom and not hub"
 
 # Executes every notebook in order with papermill at CI size (copies in build/ci/executed).
 notebooks: $(STAMP)
@@ -59,7 +60,7 @@ browser: $(STAMP)
 book-test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -m book
 
-test: lint unit notebooks nbval browser book-test classroom
+test: lint unit notebooks nbval browser book-test classroom hub-test
 
 reproduce: $(STAMP)
 	$(BIN)/python -m tooling.reproduce
@@ -109,6 +110,19 @@ written: $(STAMP)
 # CI check: release at CI size in a scratch folder, nbgrader validate, autograde both versions.
 classroom: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -m classroom
+
+# --- A JupyterHub for a class (teacher's guide: notebooks/README.md) --------------------------
+# `make hub` runs hub/jupyterhub_config.py in the foreground on http://127.0.0.1:8000, state
+# in build/hub/ (passwords in build/hub/passwords.txt unless MNIST_AD_HUB_PASSWORD and
+# MNIST_AD_HUB_ADMIN_PASSWORD are set). Needs Debian's node-configurable-http-proxy.
+# Options: make hub HUB_ARGS="--JupyterHub.bind_url=http://127.0.0.1:8001"
+HUB_ARGS ?=
+hub: $(STAMP)
+	$(BIN)/jupyterhub -f hub/jupyterhub_config.py $(HUB_ARGS)
+
+# CI check: two students and an instructor, release, fetch, submit, collect, autograde.
+hub-test: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest -m hub
 
 # --- Benchmarks (GitHub issue 7) ------------------------------------------------------------
 # `make bench` measures where the time goes on this machine and writes benchmarks/results.json

@@ -195,16 +195,16 @@ def test_epsilon_slider_changes_the_prediction(lab, tmp_path):
             page.keyboard.press("Control+A")
             page.keyboard.type("0.45")
             page.keyboard.press("Enter")
+            # The kernel reads the slider's message only after the cells Run All queued
+            # before it (the rest of the notebook): on a busy machine that takes minutes.
+            expect(
+                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            ).to_have_count(1, timeout=240_000)
             expect(status).to_contain_text("accuracy at ε=0.45", timeout=30_000)
             page.wait_for_timeout(500)
             after_text = status.inner_text()
             after_src = image.get_attribute("src")
             page.screenshot(path=str(SHOTS / "explorer_after.png"), full_page=False)
-
-            # Run All continues below the widget; wait for the notebook to finish, then check.
-            expect(
-                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-            ).to_have_count(1, timeout=240_000)
             body = page.locator("body").inner_text()
         except Exception:
             # Keep what the browser showed and what the server logged, to see why.
