@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.artifacts import write_atomically
+from tooling.classroom import SOLUTION_MARKERS, cell_text
 
 #: What nbgrader's release puts in place of a written answer (ClearSolutions.text_stub).
 STUB = "YOUR ANSWER HERE"
@@ -37,18 +38,13 @@ def is_written_cell(cell: Mapping[str, Any]) -> bool:
     return cell.get("cell_type") == "markdown" and bool(meta.get("solution") and meta.get("grade"))
 
 
-def _text(cell: Mapping[str, Any]) -> str:
-    source = cell.get("source", "")
-    return (source if isinstance(source, str) else "".join(source)).strip()
-
-
 def written_answers(nb: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``[{"question": grade id, "max_score": points, "answer": text}]`` of a notebook."""
     return [
         {
             "question": cell["metadata"]["nbgrader"]["grade_id"],
             "max_score": float(cell["metadata"]["nbgrader"].get("points", 0)),
-            "answer": _text(cell),
+            "answer": cell_text(cell).strip(),
         }
         for cell in nb["cells"]
         if is_written_cell(cell)
@@ -61,7 +57,7 @@ def model_answers(nb: Mapping[str, Any]) -> dict[str, str]:
     found = {}
     for answer in written_answers(nb):
         lines = answer["answer"].splitlines()
-        inside = [ln for ln in lines if "BEGIN SOLUTION" not in ln and "END SOLUTION" not in ln]
+        inside = [ln for ln in lines if ln.strip() not in SOLUTION_MARKERS]
         found[answer["question"]] = "\n".join(inside).strip()
     return found
 
