@@ -18,6 +18,8 @@ from helpers.data import NUM_CLASSES, class_counts, to_int_labels
 sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
 _PALETTE = sns.color_palette("colorblind", 10)
 _MARKERS = "osD^vPX*"
+# A model's colour: the palette without its grey and yellow (chance lines, low contrast).
+_MODEL_COLOURS = [_PALETTE[i] for i in (0, 1, 2, 3, 4, 5, 6, 9)]
 #: Marks a wrong prediction in a title, beside its colour (which not everyone can see).
 WRONG = "✗"
 
@@ -33,7 +35,7 @@ def model_style(label: str) -> dict[str, object]:
     if not owners:
         return {}
     i = max(owners, key=lambda j: len(labels[j]))  # the most specific label that fits
-    return {"color": _PALETTE[i % len(_PALETTE)], "marker": _MARKERS[i % len(_MARKERS)]}
+    return {"color": _MODEL_COLOURS[i % len(_MODEL_COLOURS)], "marker": _MARKERS[i % len(_MARKERS)]}
 
 
 def attack_linestyle(label: str) -> str:
@@ -414,6 +416,41 @@ def plot_interval_growth(
     )  # fmt: skip
     ax_z.legend(fontsize=9, loc="best")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tradeoff(
+    points: Mapping[str, Mapping[str, float]],
+    eps: float,
+    title: str = "Clean accuracy against robust accuracy",
+) -> Figure:
+    """Each model as a point: robust accuracy at ``eps`` (``"robust"``) across, clean
+    accuracy (``"clean"``) up, from ``{label: {"clean", "robust"}}`` (e.g.
+    :func:`helpers.robustness.tradeoff_points`). A label ``"<course model>, <setting>"``
+    (``"TRADES-trained CNN, β=6"``) takes that model's colour and marker; the points of one
+    model are joined in the order given and each is annotated with its setting, so a sweep
+    of one knob reads as a path. Up and to the right is better on both counts."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    families: dict[str, list[str]] = {}
+    for label in points:
+        families.setdefault(label.split(",")[0], []).append(label)
+    for family, labels in families.items():
+        robust = [points[label]["robust"] for label in labels]
+        clean = [points[label]["clean"] for label in labels]
+        style = {"marker": "o", **model_style(family)}
+        ax.plot(robust, clean, ms=7, ls="-" if len(labels) > 1 else "none", label=family, **style)
+        for label, r, c in zip(labels, robust, clean, strict=True):
+            setting = label.partition(",")[2].strip()
+            if setting:
+                ax.annotate(setting, (r, c), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.set(
+        xlabel=f"AutoAttack-style accuracy at ε = {eps:g} (robust)",
+        ylabel="clean accuracy",
+        xlim=(-0.02, 1.02),
+    )
+    ax.set_title(title)
+    ax.legend(fontsize=9, loc="lower left")
     fig.tight_layout()
     return fig
 

@@ -41,7 +41,8 @@ _ROBUST_BUILD = {"width": 1, "dropout": False, "learning_rate": 2e-3}
 _WATCH_PGD = Monitor(eps=EPS, pgd_steps=10)
 _KEEP_BEST = Monitor(eps=EPS, pgd_steps=10, restore_best="val_pgd_accuracy")
 
-#: Every model the notebooks make, in the order the course presents them.
+#: Every model the notebooks make: the course's four in the order it presents them, then
+#: those a single notebook trains for its own lesson.
 MODELS: dict[str, ModelSpec] = {
     "standard": ModelSpec(
         "standard CNN",
@@ -115,6 +116,19 @@ MODELS: dict[str, ModelSpec] = {
             "lr_schedule": "cosine",
             "defense": Defense("ibp", eps=0.2, ramp=0.4),
             "monitor": Monitor(eps=0.1, certified=True, size=1000),
+        },
+    ),
+    # Notebook 04's fourth recipe, swept over β there to draw its trade-off: TRADES keeps the
+    # clean loss and adds β times how far the prediction moves within the ball.
+    "trades_at": ModelSpec(
+        "TRADES-trained CNN",
+        _NB04,
+        _ROBUST_BUILD,
+        {
+            "epochs": 8,
+            "lr_schedule": "one_cycle",
+            "defense": Defense("trades", eps=EPS, steps=3, beta=6.0),
+            "monitor": _KEEP_BEST,
         },
     ),
 }

@@ -507,6 +507,40 @@ def autoattack_headline(
     return enlarged, runs
 
 
+def tradeoff_points(
+    models: Mapping[str, keras.Model],
+    test: tuple[np.ndarray, np.ndarray],
+    attacked: tuple[np.ndarray, np.ndarray],
+    eps: float,
+    *,
+    apgd_steps: int = APGD_STEPS,
+    targets: int = TARGETS,
+    queries: int = QUERIES,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Where each model sits between accuracy and robustness: ``{label: {"clean", "fgsm",
+    "robust"}}``, accuracies in [0, 1].
+
+    ``"clean"`` and ``"fgsm"`` (FGSM at ``eps``) are measured on all of ``test`` (images
+    ``(n, 28, 28, 1)`` in [0, 1] and labels); ``"robust"`` is the AutoAttack-style accuracy
+    at ``eps`` (:func:`helpers.autoattack.autoattack`) on ``attacked``, usually a smaller
+    stratified subset of the test set, since the attacks cost far more than a prediction.
+    """
+    (x, y), (x_a, y_a) = test, attacked
+    points = {}
+    for label, model in models.items():
+        result = autoattack(
+            model, x_a, y_a, eps, apgd_steps=apgd_steps, targets=targets, queries=queries,
+            seed=seed,
+        )  # fmt: skip
+        points[label] = {
+            "clean": accuracy(model, x, y),
+            "fgsm": accuracy(model, fgsm(model, x, y, eps), y),
+            "robust": float(result["robust"]),
+        }
+    return points
+
+
 # --- the sanity checks -------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""The figures of notebook 07 draw what their data says."""
+"""The figures of notebooks 04 and 07 draw what their data says."""
 
 import numpy as np
 
@@ -26,3 +26,20 @@ def test_interval_growth_shows_widths_per_layer_and_the_true_class_apart():
     assert ax_w.get_yscale() == "log"
     np.testing.assert_allclose(ax_w.lines[0].get_ydata(), [0.1, 0.01, 50.0])
     assert ax_z.lines[0].get_ydata()[0] == lower[3]  # the true class's lowest value
+
+
+def test_tradeoff_joins_a_sweep_and_annotates_each_setting():
+    points = {
+        "TRADES-trained CNN, β=0": {"clean": 0.99, "robust": 0.0},
+        "TRADES-trained CNN, β=6": {"clean": 0.97, "robust": 0.6},
+        "PGD-trained CNN": {"clean": 0.98, "robust": 0.5},
+    }
+    fig = plots.plot_tradeoff(points, eps=0.25)
+    (ax,) = fig.axes
+    sweep, single = ax.lines
+    np.testing.assert_allclose(sweep.get_xdata(), [0.0, 0.6])
+    np.testing.assert_allclose(sweep.get_ydata(), [0.99, 0.97])
+    assert sweep.get_linestyle() == "-" and single.get_linestyle() == "None"
+    assert sweep.get_color() != single.get_color()  # each model its own colour
+    assert [t.get_text() for t in ax.texts] == ["β=0", "β=6"]
+    assert "0.25" in ax.get_xlabel()

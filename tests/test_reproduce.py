@@ -282,3 +282,22 @@ def test_the_expected_time_comes_from_the_committed_run():
     assert reproduce.expected_seconds(notebook, "full") == pytest.approx(recorded[notebook])
     assert reproduce.expected_seconds(notebook, "ci") is None
     assert reproduce.expected_seconds("99_missing.ipynb", "full") is None
+
+
+def test_the_tradeoff_table_lists_every_point_of_notebook_04s_sweep():
+    sweep = {
+        "eps": 0.25,
+        "n_train": 20000,
+        "epochs": 3,
+        "n_attack": 300,
+        "points": {
+            "TRADES-trained CNN, β=1": {"clean": 0.972, "fgsm": 0.8637, "robust": 0.73},
+            "PGD-trained CNN, same size": {"clean": 0.9712, "fgsm": 0.8518, "robust": 0.69},
+        },
+    }
+    table = reproduce.results_table({**SAMPLE, "trades_tradeoff": sweep})
+    part = table[table.index("notebook 04's trade-off") :]
+    assert "| TRADES-trained CNN, β=1 | 97.2% | 86.4% | 73.0% |" in part
+    assert "| PGD-trained CNN, same size | 97.1% | 85.2% | 69.0% |" in part
+    assert "20,000 training images" in part and "3 epochs" in part and "300" in part
+    assert "trade-off" not in reproduce.results_table(SAMPLE)  # a run without the sweep

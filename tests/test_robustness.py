@@ -370,3 +370,17 @@ def test_autoattack_joins_the_headline_battery(trained_cnn, small_mnist):
     assert runs["cnn"]["0.15"]["robust"] <= runs["cnn"]["0.1"]["robust"]
     table = rb.headline_table({"CNN": enlarged["0.1"].numbers["cnn"]}, 0.1)
     assert "AutoAttack ε=0.1" in table.splitlines()[0]
+
+
+def test_tradeoff_points_measure_clean_on_the_test_set_and_autoattack_on_the_subset(
+    trained_cnn, small_mnist
+):
+    x, y = small_mnist.x_test, small_mnist.y_test
+    settings = dict(apgd_steps=5, targets=1, queries=20)
+    points = rb.tradeoff_points({"cnn": trained_cnn}, (x, y), (x[:40], y[:40]), 0.2, **settings)
+    alone = autoattack.autoattack(trained_cnn, x[:40], y[:40], 0.2, **settings)
+    assert points["cnn"]["robust"] == alone["robust"]
+    assert points["cnn"]["clean"] == accuracy(trained_cnn, x, y) > 0.8
+    fgsm_share = fgsm_accuracy_curve(trained_cnn, x, y, [0.2])["0.2"]
+    assert points["cnn"]["fgsm"] == pytest.approx(fgsm_share)
+    assert points["cnn"]["robust"] <= points["cnn"]["fgsm"] < points["cnn"]["clean"]

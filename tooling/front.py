@@ -39,6 +39,12 @@ CANDIDATES: dict[str, tuple[str, int, dict[str, Any]]] = {
     "trades_b6_e30_k5_12ep": (
         "pgd_at", 12, {"defense": Defense("trades", eps=0.3, steps=5, beta=6.0)}
     ),
+    "trades_b1_e25_k3": (
+        "trades_at", 8, {"defense": Defense("trades", eps=0.25, steps=3, beta=1.0)}
+    ),
+    "trades_b3_e25_k3": (
+        "trades_at", 8, {"defense": Defense("trades", eps=0.25, steps=3, beta=3.0)}
+    ),
     "pgd3_e30": ("pgd_at", 8, {"defense": Defense("pgd", eps=0.3, steps=3, adv_fraction=1.0)}),
     "standard_12ep": ("standard", 12, {}),
     "fgsm_at_10ep": ("fgsm_at", 10, {}),

@@ -132,6 +132,8 @@ def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) ->
                 for model, clean, cert in PUBLISHED_CERTIFIED_AT_0_3
             ],
         },
+        # Notebook 04, section 7: TRADES at several β beside PGD training of the same size.
+        "trades_tradeoff": load_metrics("trades_tradeoff"),
         "saturated_softmax": {
             "model": "standard",
             "fgsm_loss_on_logits": attack["fgsm"][_key(attack["eps"])],
@@ -282,6 +284,29 @@ def certification_table(metrics: dict[str, Any]) -> str:
     return header + " |\n|" + "---|" * (len(keys) + 2) + "\n" + "\n".join(rows) + "\n" + note
 
 
+def tradeoff_table(metrics: dict[str, Any]) -> str:
+    """The README's table of notebook 04's trade-off: per model of its sweep (TRADES at
+    each β, PGD training of the same size), clean, FGSM and AutoAttack-style accuracy at
+    the sweep's ε. Empty if the run has none."""
+    sweep = metrics.get("trades_tradeoff")
+    if not sweep:
+        return ""
+    eps = f"ε={sweep['eps']:g}"
+    rows = [
+        f"| {name} | {_pct(p['clean'])} | {_pct(p['fgsm'])} | {_pct(p['robust'])} |"
+        for name, p in sweep["points"].items()
+    ]
+    return (
+        f"| notebook 04's trade-off | clean | FGSM {eps} | AutoAttack-style {eps} |\n"
+        "|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        f"Smaller runs than the models above, all alike: {sweep['n_train']:,} training images "
+        f"(10% of them held out for validation), {sweep['epochs']} epochs each, the "
+        "PGD-trained CNN's network and schedule. Clean and FGSM accuracy on all 10,000 test "
+        f"images, the AutoAttack-style accuracy on a stratified subset of "
+        f"{sweep['n_attack']:,} (notebook 07's lighter settings)."
+    )
+
+
 def results_table(metrics: dict[str, Any]) -> str:
     """The README's Markdown tables (one per budget of the headline), generated from
     ``metrics.json`` alone (checked first: :func:`check_metrics`)."""
@@ -378,7 +403,14 @@ def results_table(metrics: dict[str, Any]) -> str:
         )
     if not run["full_size"]:
         note += " **Not a full-size run.**"
-    return tables + "\n" + note + ("\n\n" + proofs if proofs else "")
+    tradeoff = tradeoff_table(metrics)
+    return (
+        tables
+        + "\n"
+        + note
+        + ("\n\n" + proofs if proofs else "")
+        + ("\n\n" + tradeoff if tradeoff else "")
+    )
 
 
 def read_metrics(path: Path) -> dict[str, Any]:

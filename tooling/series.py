@@ -55,6 +55,13 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
         "EPOCHS": 2,
         "FGSM_RS_EPOCHS": 1,
         "PGD_EPOCHS": 1,
+        "TRADES_BETAS": [1.0, 6.0],
+        "TRADES_N_TRAIN": 1000,
+        "TRADES_EPOCHS": 1,
+        "N_ATTACK": 30,
+        "AA_APGD_STEPS": 5,
+        "AA_TARGETS": 1,
+        "AA_QUERIES": 20,
     },
     "05_evaluation.ipynb": {"N_TEST": 500, "N_PGD": 100, "PGD_RESTARTS": 1, **_CI_REBUILD},
     "06_robustness_evaluation.ipynb": {
