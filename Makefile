@@ -124,12 +124,14 @@ hub: $(STAMP)
 hub-test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -m hub
 
-# --- Benchmarks (GitHub issue 7) ------------------------------------------------------------
+# --- Benchmarks (GitHub issues 7 and 18) ----------------------------------------------------
 # `make bench` measures where the time goes on this machine and writes benchmarks/results.json
-# (see benchmarks/README.md). Its benchmark-only packages (ART, CleverHans) go into the same
-# .venv on first use, resolved with the course's pins; if they fail to install, the benchmark
-# still runs and reports them unavailable (the install is retried next time).
-# Options: make bench BENCH_ARGS="--skip-series --skip-peers" (or --quick for a smoke run).
+# (see benchmarks/README.md). Its benchmark-only packages (ART, CleverHans, and PyTorch for
+# the training-step peer) go into the same .venv on first use, resolved with the course's
+# pins; if they fail to install, the benchmark still runs and reports them unavailable (the
+# install is retried next time).
+# Options: make bench BENCH_ARGS="--skip-series --skip-peers" (or --quick for a smoke run;
+# --skip-torch leaves PyTorch out of the train_step section).
 BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: bench
