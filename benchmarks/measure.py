@@ -148,6 +148,262 @@ def training_epochs(
     return epochs, models
 
 
+def course_epoch_fn(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    lr_schedule: str = "constant",
+    planned_epochs: int = 1,
+    seed: int = 0,
+) -> Callable[[], float]:
+    """One epoch of the course's standard training step on ``x``, per call: ``run() -> loss``.
+
+    The step is ``train_model``'s own (:func:`helpers.training.make_train_step` with no
+    defense, driven by :func:`helpers.training.run_epoch`: one ``tf.data`` iterator, the
+    learning rate assigned before every step, the loss read back after it), compiled once,
+    so that calls can be interleaved with other measurements; the first call traces it.
+    ``x``: images ``(n, 28, 28, 1)`` in [0, 1]; ``y``: integer labels ``(n,)``. The learning
+    rate follows ``lr_schedule`` over ``planned_epochs`` calls (then stays at its end).
+    """
+    from tqdm.auto import tqdm
+
+    from helpers.training import (
+        NO_DEFENSE,
+        learning_rate_at,
+        make_train_step,
+        run_epoch,
+        shuffled_batches,
+    )
+
+    step = make_train_step(model, NO_DEFENSE, seed)
+    batches = shuffled_batches(x, one_hot(y), batch_size, seed)
+    steps_per_epoch = -(-len(x) // batch_size)
+    total_steps = planned_epochs * steps_per_epoch
+    base_lr = float(model.optimizer.learning_rate.numpy())
+    bar = tqdm(disable=True)
+    done = 0
+
+    def run() -> float:
+        nonlocal done
+        record = run_epoch(
+            model,
+            step,
+            batches,
+            steps_per_epoch,
+            NO_DEFENSE,
+            lambda i: learning_rate_at(min(1.0, i / total_steps), base_lr, lr_schedule),
+            first_step=done,
+            bar=bar,
+            total_steps=max(total_steps, done + steps_per_epoch),
+        )
+        done += steps_per_epoch
+        return record["loss"]
+
+    return run
+
+
+def bf16_cnn(build: Mapping[str, Any], name: str = "bench_bf16") -> keras.Model:
+    """The course's CNN (``build_cnn(**build)``) under Keras' ``mixed_bfloat16`` policy.
+
+    The model is built under the policy (its layers compute in bfloat16, keep float32
+    weights) and the global policy is restored afterwards, whatever happens. As Keras'
+    mixed-precision guide advises, the output layers stay float32 (``logits`` casts its
+    bfloat16 input up), so the loss is taken in float32 like the float32 model's.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_cnn(name=name, **build)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    for layer in model.layers:
+        if layer.name in ("logits", "probabilities"):
+            layer.dtype_policy = "float32"
+    return model
+
+
+def _torch_peer(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    learning_rate: float,
+    lr_schedule: str,
+    planned_epochs: int,
+    threads: int,
+) -> tuple[dict[str, Callable[[], float]], dict[str, Any]]:
+    """The PyTorch peer's epoch functions, warmed up (one epoch each), and what to report of
+    it: ``({"torch_" + variant: run}, {"available", "version" | "reason", "threads"})``.
+    A variant that fails on its first epoch is left out, with its error."""
+    from benchmarks import torch_peer
+
+    torch, reason = torch_peer.load_torch()
+    if torch is None:
+        return {}, {"available": False, "reason": reason}
+    torch.set_num_threads(threads)
+    info: dict[str, Any] = {
+        "available": True,
+        "version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "variants": {},
+    }
+    fns = {}
+    for variant in torch_peer.VARIANTS:
+        try:
+            run = torch_peer.epoch_fn(
+                torch,
+                x,
+                y,
+                variant=variant,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                lr_schedule=lr_schedule,
+                planned_epochs=planned_epochs,
+            )
+            run()  # warm-up (oneDNN primitives are created on first use)
+        except Exception as err:  # one failing variant: report it, time the rest
+            info["variants"][variant] = {"error": f"{type(err).__name__}: {str(err)[:500]}"}
+        else:
+            fns[f"torch_{variant}"] = run
+    if not fns:
+        return {}, {"available": False, "reason": "every variant failed", **info}
+    return fns, info
+
+
+def _load_average() -> float | None:
+    """The system's 1-minute load average (runnable processes), ``None`` where unknown."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def training_step_floor(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    build: Mapping[str, Any],
+    lr_schedule: str,
+    batch_size: int,
+    rounds: int,
+    matmul_n: int = 2048,
+    matmul_repeats: int = 4,
+    bf16: bool | None = None,
+    torch_peer: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The course's standard training step against PyTorch, the compute floor and bf16.
+
+    In ``rounds`` interleaved rounds (after a warm-up epoch of each), on the images ``x``
+    ``(n, 28, 28, 1)`` and labels ``y`` ``(n,)``, batches of ``batch_size``:
+
+    - ``ours``: an epoch of the course's standard step (:func:`course_epoch_fn`, the model
+      built with ``build_cnn(**build)``, learning rate by ``lr_schedule``);
+    - ``torch_eager``, ``torch_channels_last``: the same CNN and recipe in PyTorch
+      (:mod:`benchmarks.torch_peer`) with ``threads`` threads (default: the usable cores),
+      where PyTorch imports (``torch_peer=False`` leaves it out);
+    - ``matmul``: ``matmul_repeats`` float32 ``(matmul_n, matmul_n)`` matmuls
+      (:func:`benchmarks.floor.matmul_fn`), the machine's practical peak;
+    - ``bf16``: an epoch of the same step on the model built under ``mixed_bfloat16``
+      (:func:`bf16_cnn`), where ``bf16`` is true (default: where :func:`cpu_has_bf16`).
+
+    Returns the numbers of benchmarks/README.md (``ours_images_per_s``, ``torch`` with
+    ``over_ours`` = PyTorch's seconds per image over ours, ``train_fraction_of_peak``,
+    ``bf16`` with ``over_fp32``, ...) and the raw ``times`` in seconds per round.
+    """
+    from benchmarks import floor
+    from tooling.run_facts import usable_cores
+
+    load_before = _load_average()
+    threads = threads or usable_cores()
+    planned = 1 + rounds  # the warm-up epoch and the timed ones, for the learning-rate schedule
+    cpu_bf16 = floor.cpu_has_bf16()
+    bf16 = cpu_bf16 if bf16 is None else bf16
+    model = build_cnn(name="bench_step_fp32", **build)
+    learning_rate = float(model.optimizer.learning_rate.numpy())
+    epoch = dict(batch_size=batch_size, lr_schedule=lr_schedule, planned_epochs=planned)
+    fns: dict[str, Callable[[], object]] = {"ours": course_epoch_fn(model, x, y, **epoch)}
+    if bf16:
+        fns["bf16"] = course_epoch_fn(bf16_cnn(build), x, y, **epoch)
+    if torch_peer:
+        torch_fns, torch_info = _torch_peer(
+            x, y, learning_rate=learning_rate, threads=threads, **epoch
+        )
+        fns.update(torch_fns)
+    else:
+        torch_info = {"available": False, "reason": "not measured (--skip-torch)"}
+    matmul, matmul_flops = floor.matmul_fn(matmul_n, matmul_repeats)
+    fns["matmul"] = matmul
+    for name, fn in fns.items():  # warm-up: traces the course's steps (torch's ran already)
+        if not name.startswith("torch_"):
+            fn()
+    times = interleaved(fns, rounds, warmup=0)
+
+    n = len(x)
+    flops = floor.train_flops_per_image(model)
+    ours_s = statistics.median(times["ours"])
+    matmul_rates = [matmul_flops / t for t in times["matmul"]]
+    train_rates = [n * flops / t for t in times["ours"]]
+    result: dict[str, Any] = {
+        "images": n,
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "threads": threads,
+        "ours_images_per_s": n / ours_s,
+        "flops": {
+            "forward_per_image": floor.forward_flops_per_image(model),
+            "train_per_image": flops,
+            "formula": floor.FLOP_FORMULA,
+        },
+        "matmul": {
+            "n": matmul_n,
+            "repeats": matmul_repeats,
+            "gflop_s": statistics.median(matmul_rates) / 1e9,
+            "best_gflop_s": max(matmul_rates) / 1e9,
+        },
+        "train_gflop_s": statistics.median(train_rates) / 1e9,
+        # per round: the training step's FLOP rate over the matmul's, moments apart
+        "train_fraction_of_peak": statistics.median(
+            t / m for t, m in zip(train_rates, matmul_rates, strict=True)
+        ),
+        "cpu_bf16": cpu_bf16,
+        # other work on the cores: PyTorch's OpenMP threads suffer from it far more than
+        # TensorFlow's (see benchmarks/README.md), so the ratio needs a quiet machine
+        "load_average": {"before": load_before, "after": _load_average()},
+        "times": times,
+    }
+    for name in fns:
+        if name.startswith("torch_"):
+            variant = name.removeprefix("torch_")
+            torch_info["variants"][variant] = {
+                "images_per_s": n / statistics.median(times[name]),
+                "over_ours": median_ratio(times[name], times["ours"]),
+            }
+    timed = {v: e for v, e in torch_info.get("variants", {}).items() if "over_ours" in e}
+    if timed:
+        best = min(timed, key=lambda v: timed[v]["over_ours"])  # the peer at its fastest
+        torch_info.update(variant=best, **timed[best])
+    result["torch"] = torch_info
+    if bf16:
+        result["bf16"] = {
+            "measured": True,
+            "images_per_s": n / statistics.median(times["bf16"]),
+            "over_fp32": median_ratio(times["bf16"], times["ours"]),
+            "policy": "mixed_bfloat16 (logits in float32)",
+        }
+    else:
+        note = (
+            "not asked for (bf16=False)"
+            if cpu_bf16
+            else "the CPU has no bf16 instructions (no avx512_bf16 or amx_bf16 in "
+            "/proc/cpuinfo), so bf16 would run emulated, slower than float32"
+        )
+        result["bf16"] = {"measured": False, "note": note}
+    return result
+
+
 # -- attacks ----------------------------------------------------------------------------
 
 

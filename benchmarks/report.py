@@ -87,6 +87,47 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min ({s:,.0f} s)"
 
 
+def _train_step_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The table's rows of section ``train_step``: PyTorch, the matmul floor, bf16."""
+    step = r.get("train_step")
+    if not step:
+        return []
+    images = f"{step['images']:,} images, batch {step['batch_size']}"
+    rows = []
+    peer = step.get("torch", {})
+    if "over_ours" in peer:
+        variant = peer["variant"].replace("_", "-")
+        rows.append(
+            (
+                f"PyTorch {peer['version']} ({variant}), the same CNN and recipe, {images}, "
+                f"{peer['threads']} threads",
+                f"**{peer['over_ours']:.2f}×** our time per training image "
+                f"({peer['images_per_s']:,.0f} images/s; ours {step['ours_images_per_s']:,.0f})",
+                "–",
+            )
+        )
+    else:
+        reason = peer.get("reason", "?")
+        rows.append(("PyTorch: standard training step", f"unavailable ({reason})", "–"))
+    rows.append(
+        (
+            "standard training step against a float32 matmul "
+            f"({step['matmul']['n']}×{step['matmul']['n']})",
+            f"**{100 * step['train_fraction_of_peak']:.0f}%** of the matmul's rate "
+            f"({step['train_gflop_s']:.0f} of {step['matmul']['gflop_s']:.0f} GFLOP/s at "
+            f"{step['flops']['train_per_image'] / 1e6:.1f} MFLOP per image)",
+            "–",
+        )
+    )
+    bf16 = step.get("bf16", {})
+    if bf16.get("measured"):
+        text = f"**{bf16['over_fp32']:.2f}×** float32's time per training image"
+    else:
+        text = f"not measured: {bf16.get('note', '?')}"
+    rows.append(("Keras `mixed_bfloat16`, the same training step", text, "–"))
+    return rows
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The Markdown table of a ``results.json``, with a note on how it was measured."""
     r = results
@@ -101,6 +142,7 @@ def render_table(results: dict[str, Any]) -> str:
                 "–",
             )
         )
+    rows += _train_step_rows(r)
     if "fgsm_over_fwd_bwd" in r:
         rows.append(
             (
@@ -240,6 +282,7 @@ def render_table(results: dict[str, Any]) -> str:
     if r.get("skipped"):
         labels = {
             "training": "training",
+            "train_step": "the training step against PyTorch, the matmul and bf16",
             "fgsm": "FGSM",
             "pgd": "PGD",
             "explorer": "the explorer",

@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks.run                    # default size (about 10 minutes on 2 cores)
     python -m benchmarks.run --skip-series      # without the CI-size notebook series
     python -m benchmarks.run --skip-peers       # without ART and CleverHans
+    python -m benchmarks.run --only training train_step   # training, PyTorch, the floor
     python -m benchmarks.run --quick --skip-series --skip-peers   # smoke run, seconds
     python -m benchmarks.run --table            # print the table of benchmarks/results.json
     python -m benchmarks.run --table --readme   # ... and write it into README.md
@@ -58,6 +59,9 @@ class Sizes:
     aa_images: int  # test images for the APGD / Square comparison with ART
     aa_apgd_steps: int
     aa_queries: int  # Square's queries
+    step_rounds: int  # interleaved rounds of the training step vs PyTorch, matmul and bf16
+    matmul_n: int  # size of the float32 matmul that measures the machine's peak
+    matmul_repeats: int  # matmuls per round
 
 
 DEFAULT = Sizes(
@@ -78,6 +82,9 @@ DEFAULT = Sizes(
     aa_images=500,
     aa_apgd_steps=100,
     aa_queries=1000,
+    step_rounds=5,
+    matmul_n=2048,
+    matmul_repeats=4,
 )
 QUICK = Sizes(
     train_images=512,
@@ -97,10 +104,13 @@ QUICK = Sizes(
     aa_images=32,
     aa_apgd_steps=5,
     aa_queries=20,
+    step_rounds=2,
+    matmul_n=2048,
+    matmul_repeats=1,
 )
 DEFENSES = ("none", "fgsm", "fgsm_rs", "pgd")
 #: The measurements, in the order they run; --only / --skip-* pick among them.
-SECTIONS = ("training", "fgsm", "pgd", "explorer", "peers", "series")
+SECTIONS = ("training", "train_step", "fgsm", "pgd", "explorer", "peers", "series")
 PGD_STEP_SIZE = 0.01  # notebook 05's PGD step
 
 
@@ -144,6 +154,68 @@ def _autoattack_against_art(
     return result
 
 
+def _train_step(
+    results: dict[str, Any], sizes: Sizes, x: np.ndarray, y: np.ndarray, *, torch_peer: bool
+) -> None:
+    """Section ``train_step``: the course's standard training step against the same CNN in
+    PyTorch, the machine's float32 matmul rate and the ``mixed_bfloat16`` policy, in
+    interleaved rounds on the training section's images; adds its keys to ``results``."""
+    from benchmarks import measure as m
+
+    settings, _ = m.defense_settings(("none",))
+    standard = settings["none"]
+    start = _section(
+        f"standard training step on {len(x):,} images vs PyTorch, matmul peak and bf16 "
+        f"({sizes.step_rounds} rounds)"
+    )
+    step = m.training_step_floor(
+        x,
+        y,
+        build=standard["build"],
+        lr_schedule=standard["train"].get("lr_schedule", "constant"),
+        batch_size=sizes.batch_size,
+        rounds=sizes.step_rounds,
+        matmul_n=sizes.matmul_n,
+        matmul_repeats=sizes.matmul_repeats,
+        torch_peer=torch_peer,
+    )
+    results["train_step"] = step
+    results["train_flops_per_image"] = step["flops"]["train_per_image"]
+    results["matmul_gflop_s"] = step["matmul"]["gflop_s"]
+    results["train_fraction_of_peak"] = step["train_fraction_of_peak"]
+    results["cpu_bf16"] = step["cpu_bf16"]
+    load = {k: float("nan") if v is None else v for k, v in step["load_average"].items()}
+    print(
+        f"   ours {step['ours_images_per_s']:,.0f} images/s = {step['train_gflop_s']:.1f} "
+        f"GFLOP/s, {step['train_fraction_of_peak']:.1%} of the matmul's "
+        f"{step['matmul']['gflop_s']:.1f} GFLOP/s (load average {load['before']:.1f} before, "
+        f"{load['after']:.1f} after)",
+        flush=True,
+    )
+    peer = step["torch"]
+    if "over_ours" in peer:
+        results["torch_train_over_ours"] = peer["over_ours"]
+        results["torch_images_per_s"] = peer["images_per_s"]
+        results["torch_variant"] = peer["variant"]
+        for variant, entry in peer["variants"].items():
+            text = (
+                f"{entry['images_per_s']:,.0f} images/s, {entry['over_ours']:.2f}× our time"
+                if "over_ours" in entry
+                else entry.get("error", "?")
+            )
+            print(f"   PyTorch {peer['version']} {variant}: {text}", flush=True)
+    else:
+        print(f"   PyTorch: unavailable ({peer.get('reason')})", flush=True)
+    bf16 = step["bf16"]
+    if bf16["measured"]:
+        results["bf16_train_over_fp32"] = bf16["over_fp32"]
+        print(f"   mixed_bfloat16: {bf16['over_fp32']:.2f}× float32's time", flush=True)
+    else:
+        results["bf16_note"] = bf16["note"]
+        print(f"   mixed_bfloat16: {bf16['note']}", flush=True)
+    _done(start)
+
+
 def measure(
     sizes: Sizes,
     *,
@@ -152,8 +224,11 @@ def measure(
     peers: tuple[str, ...] = ("art", "cleverhans"),
     series_notebooks: tuple[str, ...] | None = None,
     model_path: Path | None = None,
+    torch_peer: bool = True,
 ) -> dict[str, Any]:
-    """Run the measurements of ``sections`` and return the results (see benchmarks/README.md)."""
+    """Run the measurements of ``sections`` and return the results (see benchmarks/README.md).
+
+    ``torch_peer``: in section ``train_step``, also time the PyTorch peer of the CNN."""
     import keras
 
     from benchmarks import measure as m
@@ -207,6 +282,10 @@ def measure(
             f"standard {results['standard_images_per_s']:,.0f} images/s; FGSM training "
             f"{results['fgsm_at_epoch_over_standard']:.2f}× standard",
         )
+
+    # -- the standard training step against PyTorch, the compute floor and bf16 ---------
+    if "train_step" in sections:
+        _train_step(results, sizes, data.x_train[:n], data.y_train[:n], torch_peer=torch_peer)
 
     # -- the model the attacks run on --------------------------------------------------
     if {"fgsm", "pgd", "explorer", "peers"} & set(sections):
@@ -376,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-peers", action="store_true", help="do not compare ART/CleverHans")
     parser.add_argument(
+        "--skip-torch",
+        action="store_true",
+        help="in section train_step, do not time the PyTorch peer of the CNN",
+    )
+    parser.add_argument(
         "--peers",
         nargs="+",
         choices=["art", "cleverhans"],
@@ -428,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         peers=tuple(dict.fromkeys(args.peers)),
         series_notebooks=tuple(args.series_notebooks) if args.series_notebooks else None,
         model_path=args.model,
+        torch_peer=not args.skip_torch,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

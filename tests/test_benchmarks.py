@@ -9,11 +9,14 @@ import math
 import subprocess
 import sys
 
+import keras
 import pytest
 
+from benchmarks import floor, torch_peer
 from benchmarks.measure import defense_settings
 from benchmarks.report import render_table, series_full_from_results, target_met
 from helpers import registry
+from helpers.model import build_cnn
 from helpers.paths import PROJECT_ROOT
 
 REQUIRED = (
@@ -171,3 +174,171 @@ def test_readme_speed_table_is_generated_from_committed_results():
     assert README_START in readme and README_END in readme
     table = render_table(json.loads(results.read_text()))
     assert table in readme, "README speed table is stale: python -m benchmarks.run --table --readme"
+
+
+# -- the training step against PyTorch, the compute floor and bf16 (section train_step) ------
+
+#: The course's CNN by hand: multiply-adds of conv1, conv2, dense and logits, × 2 (FLOPs).
+CNN_FORWARD_FLOPS = 2 * (26 * 26 * 32 * 9 * 1 + 11 * 11 * 64 * 9 * 32 + 1600 * 128 + 128 * 10)
+
+
+def _torch_or_skip():
+    torch, reason = torch_peer.load_torch()
+    if torch is None:
+        pytest.skip(f"PyTorch unavailable: {reason}")
+    return torch
+
+
+def test_flops_of_a_tiny_conv_and_dense_layer_by_hand():
+    # 3x3 kernel over a 5x5x2 image -> 3x3x4: each of the 36 outputs takes 9*2 multiply-adds
+    assert floor.conv2d_flops(3, 3, 3, 3, 2, 4) == 2 * 36 * 18 == 1296
+    assert floor.dense_flops(36, 5) == 360
+    inputs = keras.Input((5, 5, 2))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D(1)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(5, name="logits")(x)
+    tiny = keras.Model(inputs, keras.layers.Softmax()(x))
+    assert floor.forward_flops_per_image(tiny) == 1296 + 360
+    assert floor.train_flops_per_image(tiny) == 3 * (1296 + 360)
+
+
+def test_flops_of_the_course_cnn():
+    model = build_cnn()
+    assert floor.forward_flops_per_image(model) == CNN_FORWARD_FLOPS == 5_262_080
+    assert floor.train_flops_per_image(model) == 3 * CNN_FORWARD_FLOPS
+    assert floor.forward_flops_per_image(build_cnn(width=2)) > 3 * CNN_FORWARD_FLOPS
+
+
+def test_flop_count_refuses_a_layer_it_cannot_count():
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.BatchNormalization()(inputs)
+    with pytest.raises(ValueError, match="no FLOP count"):
+        floor.forward_flops_per_image(keras.Model(inputs, x))
+
+
+def test_matmul_fn_counts_its_work():
+    run, flops = floor.matmul_fn(n=64, repeats=3)
+    assert flops == 3 * 2 * 64**3
+    assert run() is None
+
+
+def test_cpu_has_bf16_reads_the_flags(tmp_path):
+    assert isinstance(floor.cpu_has_bf16(), bool)
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert floor.cpu_has_bf16(info) is False
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert floor.cpu_has_bf16(info) is True
+    info.write_text("flags\t\t: fpu amx_tile amx_bf16\n")
+    assert floor.cpu_has_bf16(info) is True
+    assert floor.cpu_has_bf16(tmp_path / "absent") is False
+
+
+def test_torch_peer_has_the_keras_models_parameter_count():
+    torch = _torch_or_skip()
+    for width in (1, 2):
+        keras_count = build_cnn(width=width).count_params()
+        assert torch_peer.count_parameters(torch_peer.torch_cnn(torch, width=width)) == keras_count
+    assert build_cnn().count_params() == 225_034
+    logits = torch_peer.torch_cnn(torch)(torch.zeros(3, 1, 28, 28))
+    assert tuple(logits.shape) == (3, 10)
+
+
+@pytest.mark.parametrize("variant", torch_peer.VARIANTS)
+def test_torch_peer_trains_an_epoch(variant, random_images):
+    torch = _torch_or_skip()
+    x, y = random_images
+    run = torch_peer.epoch_fn(
+        torch, x, y, variant=variant, batch_size=4, lr_schedule="cosine", planned_epochs=2
+    )
+    losses = [run(), run(), run()]  # a third call stays at the schedule's end
+    assert all(math.isfinite(v) and v > 0 for v in losses)
+    with pytest.raises(ValueError, match="variant"):
+        torch_peer.epoch_fn(torch, x, y, variant="compiled")
+
+
+def test_bf16_model_is_built_under_the_policy_and_the_policy_restored(random_images, monkeypatch):
+    from benchmarks import measure
+
+    model = measure.bf16_cnn({})
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("conv1").variable_dtype == "float32"
+    assert model.get_layer("logits").compute_dtype == "float32"
+    x, y = random_images
+    run = measure.course_epoch_fn(model, x, y, batch_size=4)
+    assert math.isfinite(run())  # the course's step runs on it (loss taken in float32)
+
+    def broken(**_):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(measure, "build_cnn", broken)
+    with pytest.raises(RuntimeError):
+        measure.bf16_cnn({})
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_train_step_reports_torch_unavailable_and_still_measures(random_images, monkeypatch):
+    from benchmarks import measure
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    x, y = random_images
+    step = measure.training_step_floor(
+        x, y, build={}, lr_schedule="cosine", batch_size=4, rounds=1, matmul_n=64, bf16=False
+    )
+    assert step["torch"]["available"] is False and "import of torch" in step["torch"]["reason"]
+    assert "over_ours" not in step["torch"]
+    assert step["flops"]["train_per_image"] == 3 * CNN_FORWARD_FLOPS
+    assert 0 < step["train_fraction_of_peak"] and step["matmul"]["gflop_s"] > 0
+    assert step["bf16"]["measured"] is False and "note" in step["bf16"]
+    assert isinstance(step["cpu_bf16"], bool)
+    assert set(step["times"]) == {"ours", "matmul"}
+    table = render_table({"train_step": step})
+    assert "PyTorch: standard training step | unavailable (ModuleNotFoundError" in table
+    assert "of the matmul's rate" in table and f"not measured: {step['bf16']['note']}" in table
+
+
+def test_train_step_table_rows():
+    step = {
+        "images": 10240,
+        "batch_size": 128,
+        "ours_images_per_s": 7000.0,
+        "torch": {
+            "available": True,
+            "version": "2.13.0+cpu",
+            "threads": 2,
+            "variant": "channels_last",
+            "over_ours": 1.5,
+            "images_per_s": 4666.0,
+        },
+        "flops": {"train_per_image": 3 * CNN_FORWARD_FLOPS},
+        "matmul": {"n": 2048, "gflop_s": 200.0},
+        "train_gflop_s": 110.5,
+        "train_fraction_of_peak": 0.5525,
+        "bf16": {"measured": True, "over_fp32": 0.8},
+    }
+    table = render_table({"train_step": step})
+    assert "PyTorch 2.13.0+cpu (channels-last)" in table and "**1.50×** our time" in table
+    assert "**55%** of the matmul's rate (110 of 200 GFLOP/s at 15.8 MFLOP" in table
+    assert "**0.80×** float32's time" in table
+
+
+def test_quick_run_measures_the_training_step_against_its_peers(quick):
+    results, stdout, _ = quick
+    step = results["train_step"]
+    assert results["train_flops_per_image"] == 3 * CNN_FORWARD_FLOPS
+    for key in ("matmul_gflop_s", "train_fraction_of_peak"):
+        assert isinstance(results[key], float) and results[key] > 0, key
+    assert results["cpu_bf16"] is floor.cpu_has_bf16()
+    if results["cpu_bf16"]:
+        assert results["bf16_train_over_fp32"] > 0 and "bf16" in step["times"]
+    else:
+        assert "bf16_train_over_fp32" not in results and results["bf16_note"]
+    if torch_peer.load_torch()[0] is None:
+        assert step["torch"]["available"] is False and "torch_train_over_ours" not in results
+    else:
+        assert results["torch_train_over_ours"] > 0 and results["torch_images_per_s"] > 0
+        assert results["torch_variant"] in torch_peer.VARIANTS
+        assert set(step["torch"]["variants"]) == set(torch_peer.VARIANTS)
+    assert "of the matmul's rate" in stdout
