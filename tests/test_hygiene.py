@@ -6,7 +6,7 @@ import json
 import pytest
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
-from tooling.series import CI_PARAMETERS, NOTEBOOKS, notebook_parameters
+from tooling.series import CI_PARAMETERS, CLASSROOM_PARAMETERS, NOTEBOOKS, notebook_parameters
 
 PATHS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
@@ -54,11 +54,26 @@ def test_exactly_one_parameters_cell_first(path):
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
-def test_ci_overrides_exist_in_the_parameters_cell(path):
+@pytest.mark.parametrize(
+    ("size", "overrides"), [("CI", CI_PARAMETERS), ("classroom", CLASSROOM_PARAMETERS)]
+)
+def test_size_overrides_exist_in_the_parameters_cell(path, size, overrides):
     defined = set(parameter_names(path))
     assert "SEED" in defined
-    missing = set(CI_PARAMETERS[path.name]) - defined
-    assert not missing, f"{path.name}: CI overrides {missing} are not parameters"
+    missing = set(overrides[path.name]) - defined
+    assert not missing, f"{path.name}: {size} overrides {missing} are not parameters"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_classroom_size_lies_between_ci_and_full(path):
+    """Each classroom number is at least the CI one (where CI sets it) and at most the
+    notebook's own (None: all, the most): a class runs smaller than the course, not than CI."""
+    course = notebook_parameters(path)
+    for name, value in CLASSROOM_PARAMETERS[path.name].items():
+        ci = CI_PARAMETERS[path.name].get(name)
+        if isinstance(value, int | float):
+            assert ci is None or ci <= value, (path.name, name, ci, value)
+            assert course[name] is None or value <= course[name], (path.name, name, value)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
