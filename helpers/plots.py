@@ -424,31 +424,39 @@ def plot_tradeoff(
     points: Mapping[str, Mapping[str, float]],
     eps: float,
     title: str = "Clean accuracy against robust accuracy",
+    n_attacked: int | None = None,
 ) -> Figure:
     """Each model as a point: robust accuracy at ``eps`` (``"robust"``) across, clean
     accuracy (``"clean"``) up, from ``{label: {"clean", "robust"}}`` (e.g.
     :func:`helpers.robustness.tradeoff_points`). A label ``"<course model>, <setting>"``
-    (``"TRADES-trained CNN, β=6"``) takes that model's colour and marker; the points of one
-    model are joined in the order given and each is annotated with its setting, so a sweep
-    of one knob reads as a path. Up and to the right is better on both counts."""
+    (``"TRADES-trained CNN, β=6"``) takes that model's colour and marker. The points of a
+    model with several are joined in the order given and annotated with their setting, so
+    a sweep of one knob reads as a path; a model with one point is named in full in the
+    legend. ``n_attacked``: the number of digits the robust accuracy was measured on, for
+    its 95% interval (a horizontal bar). Up and to the right is better on both counts."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     families: dict[str, list[str]] = {}
     for label in points:
         families.setdefault(label.split(",")[0], []).append(label)
     for family, labels in families.items():
-        robust = [points[label]["robust"] for label in labels]
-        clean = [points[label]["clean"] for label in labels]
+        robust = np.array([points[label]["robust"] for label in labels])
+        clean = np.array([points[label]["clean"] for label in labels])
+        xerr = None if n_attacked is None else 1.96 * np.sqrt(robust * (1 - robust) / n_attacked)
+        sweep = len(labels) > 1
         style = {"marker": "o", **model_style(family)}
-        ax.plot(robust, clean, ms=7, ls="-" if len(labels) > 1 else "none", label=family, **style)
+        ax.errorbar(
+            robust, clean, xerr=xerr, ms=8, capsize=3, ls="-" if sweep else "none",
+            label=family if sweep else labels[0], **style,
+        )  # fmt: skip
         for label, r, c in zip(labels, robust, clean, strict=True):
             setting = label.partition(",")[2].strip()
-            if setting:
-                ax.annotate(setting, (r, c), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    ax.set(
-        xlabel=f"AutoAttack-style accuracy at ε = {eps:g} (robust)",
-        ylabel="clean accuracy",
-        xlim=(-0.02, 1.02),
-    )
+            if sweep and setting:
+                ax.annotate(setting, (r, c), textcoords="offset points", xytext=(8, 5), fontsize=9)
+    percent = plt.FuncFormatter(lambda v, _: f"{v:.0%}" if v >= 0.1 else f"{v:.1%}")
+    ax.xaxis.set_major_formatter(percent)
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.1%}"))
+    ax.margins(x=0.15, y=0.12)
+    ax.set(xlabel=f"AutoAttack-style accuracy at ε = {eps:g} (robust)", ylabel="clean accuracy")
     ax.set_title(title)
     ax.legend(fontsize=9, loc="lower left")
     fig.tight_layout()

@@ -32,14 +32,19 @@ def test_tradeoff_joins_a_sweep_and_annotates_each_setting():
     points = {
         "TRADES-trained CNN, β=0": {"clean": 0.99, "robust": 0.0},
         "TRADES-trained CNN, β=6": {"clean": 0.97, "robust": 0.6},
-        "PGD-trained CNN": {"clean": 0.98, "robust": 0.5},
+        "PGD-trained CNN, same size": {"clean": 0.98, "robust": 0.5},
     }
-    fig = plots.plot_tradeoff(points, eps=0.25)
+    fig = plots.plot_tradeoff(points, eps=0.25, n_attacked=100)
     (ax,) = fig.axes
-    sweep, single = ax.lines
+    sweep, single = ax.lines[0], ax.lines[-1]
     np.testing.assert_allclose(sweep.get_xdata(), [0.0, 0.6])
     np.testing.assert_allclose(sweep.get_ydata(), [0.99, 0.97])
     assert sweep.get_linestyle() == "-" and single.get_linestyle() == "None"
     assert sweep.get_color() != single.get_color()  # each model its own colour
-    assert [t.get_text() for t in ax.texts] == ["β=0", "β=6"]
+    assert [t.get_text() for t in ax.texts] == ["β=0", "β=6"]  # the single point is not
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["TRADES-trained CNN", "PGD-trained CNN, same size"]
+    # the 95% interval of 60% on 100 digits: ±9.6 points
+    bars = next(c for c in ax.collections if len(c.get_segments()) == 2).get_segments()
+    np.testing.assert_allclose(bars[1][:, 0], [0.6 - 0.096, 0.6 + 0.096], atol=1e-3)
     assert "0.25" in ax.get_xlabel()
