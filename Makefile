@@ -18,7 +18,7 @@ help:
 	@echo "make lab        open JupyterLab on the notebooks"
 	@echo "make book       the course as a website in build/book/html, from make reproduce's notebooks (EXECUTED=dir)"
 	@echo "make strip      remove outputs from the notebooks before committing"
-	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=ci: small runs)"
+	@echo "make assignments  nbgrader student versions in build/classroom/release (SIZE=classroom: every effect, a third of the time; SIZE=ci: small runs)"
 	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student) in a sandbox, write grades.csv (JOBS=N)"
 	@echo "make written     add the points of hand-graded written answers (GRADES=...)"
 	@echo "make hub        a JupyterHub for a class on http://127.0.0.1:8000 (state in build/hub)"
@@ -93,7 +93,9 @@ GRADES ?= build/classroom/grades.csv
 JOBS ?= 1
 SANDBOX ?= on
 
-# Student versions of every notebook with exercises, at SIZE=full (the course) or ci (small).
+# Student versions of every notebook with exercises, at SIZE=full (the course), classroom
+# (about a third of full size's time, every effect the text describes still shown) or ci
+# (small runs, some effects lost). `python -m tooling.series --size SIZE` times a size.
 assignments: $(STAMP)
 	$(BIN)/python -m tooling.classroom assignments --size $(SIZE)
 

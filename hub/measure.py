@@ -1,9 +1,9 @@
 """What one student's kernel needs: peak memory and CPU time of a course notebook's run.
 
 Runs each notebook top to bottom in a fresh kernel (nbclient, kernel ``python3`` of this
-environment), at the size asked for (the CI parameters of ``tooling.series`` written into
-the parameters cell, as ``tooling.classroom`` releases them; ``full``: the course's own),
-and reports for the kernel process
+environment), at the size asked for (the CI or classroom parameters of ``tooling.series``
+written into the parameters cell, as ``tooling.classroom`` releases them; ``full``: the
+course's own), and reports for the kernel process
 
 - ``peak_rss_mib``: its peak resident memory, the kernel's ``VmHWM`` in ``/proc`` (Linux);
 - ``cpu_seconds``: its CPU time, user + system, all threads (TensorFlow uses every core);
@@ -32,7 +32,7 @@ from nbclient import NotebookClient
 
 from helpers.paths import PROJECT_ROOT
 from tooling.classroom import set_parameters
-from tooling.series import parameters_for
+from tooling.series import SIZES, parameters_for
 
 SCRATCH = PROJECT_ROOT / "build" / "hub-measure"
 
@@ -77,7 +77,7 @@ def measure(notebook: Path, size: str, workdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hub.measure", description=__doc__)
     parser.add_argument("notebooks", nargs="+", type=Path)
-    parser.add_argument("--size", choices=("ci", "full"), default="ci")
+    parser.add_argument("--size", choices=SIZES, default="ci")
     parser.add_argument("--artifacts", type=Path, default=SCRATCH / "artifacts")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)

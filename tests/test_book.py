@@ -209,7 +209,11 @@ def test_the_run_size_comes_from_papermills_record():
     ci = {n: executed(parameters_for(n, "ci")) for n in NOTEBOOKS}
     full = {n: executed({}) for n in NOTEBOOKS}
     assert book.run_size(ci) == "ci" and book.run_size(full) == "full"
+    classroom = {n: executed(parameters_for(n, "classroom")) for n in NOTEBOOKS}
+    assert book.run_size(classroom) == "classroom"
+    assert "classroom size" in book.size_note("classroom", "2026-12-03")
     assert book.run_size({**full, NOTEBOOKS[1]: executed({"EPOCHS": 7})}) == "custom"
+    assert book.run_size({**ci, NOTEBOOKS[1]: classroom[NOTEBOOKS[1]]}) == "custom"
 
 
 def test_a_missing_input_is_named_with_the_command_that_makes_it(tmp_path, capsys):

@@ -49,13 +49,26 @@ def test_set_parameters_keeps_comments_and_says_what_changed():
         classroom.set_parameters(nb, {"EPOCHS": 1})
 
 
+@pytest.mark.parametrize("size", ["ci", "classroom"])
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_ci_size_applies_to_every_notebook(notebook):
+def test_each_size_applies_to_every_notebook(notebook, size):
     nb = classroom.load_notebook(NOTEBOOKS_DIR / notebook)
-    classroom.set_parameters(nb, parameters_for(notebook, "ci"), label="size ci")
+    classroom.set_parameters(nb, parameters_for(notebook, size), label=f"size {size}")
     text = classroom.cell_text(classroom.parameters_cell(nb))
-    for name, value in parameters_for(notebook, "ci").items():
-        assert f"{name} = {value!r}  # size ci" in text
+    for name, value in parameters_for(notebook, size).items():
+        assert f"{name} = {value!r}  # size {size}" in text
+
+
+def test_every_size_of_the_series_can_be_released_and_graded():
+    from tooling import grading
+
+    assert set(classroom.SIZES) == {"full", "classroom", "ci"}
+    for size in classroom.SIZES:
+        assert classroom.CELL_TIMEOUT[size] <= grading.NOTEBOOK_TIMEOUT[size]
+    assert classroom.CELL_TIMEOUT["ci"] < classroom.CELL_TIMEOUT["classroom"]
+    assert classroom.CELL_TIMEOUT["classroom"] < classroom.CELL_TIMEOUT["full"]
+    with pytest.raises(ValueError, match="size must be one of"):
+        classroom.build_assignments("tiny")
 
 
 def test_notebooks_01_to_03_have_exercises():

@@ -79,7 +79,7 @@ from tooling.classroom import (
     load_notebook,
     save_notebook,
 )
-from tooling.series import NOTEBOOKS, cell_text, parameters_for
+from tooling.series import NOTEBOOKS, SIZES, cell_text, parameters_for
 
 BOOK_DIR: Path = PROJECT_ROOT / "book"
 DEFAULT_OUT: Path = PROJECT_ROOT / "build" / "book"
@@ -263,14 +263,15 @@ def site_notebook(nb: Mapping[str, Any], screenshot: bytes) -> dict[str, Any]:
 
 
 def run_size(notebooks: Mapping[str, Mapping[str, Any]]) -> str:
-    """``"full"``, ``"ci"`` or ``"custom"``: the size papermill's recorded parameters say the
-    executed notebooks were run at (notebooks without CI parameters tell nothing)."""
+    """``"full"``, ``"classroom"``, ``"ci"`` or ``"custom"``: the size papermill's recorded
+    parameters say the executed notebooks were run at (notebooks without CI parameters tell
+    nothing)."""
     sizes = set()
     for name, nb in notebooks.items():
-        ci = parameters_for(name, "ci")
         recorded = nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
-        if ci:
-            sizes.add("full" if not recorded else "ci" if recorded == ci else "custom")
+        if parameters_for(name, "ci"):
+            matching = [size for size in SIZES if parameters_for(name, size) == recorded]
+            sizes.add(matching[0] if matching else "custom")
     return sizes.pop() if len(sizes) == 1 else "custom"
 
 
@@ -280,6 +281,8 @@ def size_note(size: str, date: str) -> str:
         "full": "at full size by `make reproduce`",
         "ci": "at CI size by `make notebooks` (small samples and few epochs, so their numbers "
         "are far from those in the text)",
+        "classroom": "at classroom size by `python -m tooling.series --size classroom` "
+        "(smaller samples and fewer epochs than the text's, every effect it describes shown)",
         "custom": "with parameters of their own",
     }[size]
     return (
@@ -517,7 +520,11 @@ def build_book(executed: Path, out: Path = DEFAULT_OUT) -> Path:
     if build_main([*args, str(out / "src"), str(html_dir)]) != 0:
         raise RuntimeError("Sphinx failed to build the website (its messages are above)")
 
-    run = {"full": "the full-size run", "ci": "the CI-size run"}.get(size, "a custom run")
+    run = {
+        "full": "the full-size run",
+        "classroom": "the classroom-size run",
+        "ci": "the CI-size run",
+    }.get(size, "a custom run")
     labels = " and the ".join(MODELS[name].label for name in EXPLORER_MODELS)
     provenance = (
         f"Models: the {labels} of {run} ({_shown(artifacts_dir() / 'models')}); "

@@ -20,15 +20,18 @@ layout under ``build/classroom/`` (git-ignored)::
 
 One assignment per notebook; its id is the notebook's name without ``.ipynb``.
 
-Size: ``full`` keeps each notebook's own parameters; ``ci`` writes the small CI values of
-:data:`tooling.series.CI_PARAMETERS` into the parameters cell of the copies, so students
-run (and the autograder re-runs) a notebook in seconds instead of minutes. Grading resets
-every submission's parameters cell to the released one, so all students are graded at the
-same size whatever they experimented with.
+Size: ``full`` keeps each notebook's own parameters; ``classroom`` writes the values of
+:data:`tooling.series.CLASSROOM_PARAMETERS` into the parameters cell of the copies (each
+notebook in about a third of its full-size time or less, every effect its text describes
+still visible); ``ci`` writes the small CI values of :data:`tooling.series.CI_PARAMETERS`,
+so students run (and the autograder re-runs) a notebook in seconds instead of minutes, but
+some effects the text describes do not show. Grading resets every submission's parameters
+cell to the released one, so all students are graded at the same size whatever they
+experimented with.
 
 Command line (``make assignments`` / ``make grade`` call these)::
 
-    python -m tooling.classroom assignments [--size full|ci]
+    python -m tooling.classroom assignments [--size full|classroom|ci]
     python -m tooling.classroom grade SUBMISSIONS [--out grades.csv] [--jobs N] [--no-sandbox]
     python -m tooling.classroom written [--grades grades.csv]   # add hand-graded points
 """
@@ -53,6 +56,7 @@ from typing import Any
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from tooling.series import (
     NOTEBOOKS,
+    SIZES,
     cell_text,
     parameter_statements,
     parameters_cell,
@@ -61,10 +65,9 @@ from tooling.series import (
 
 COURSE_DIR: Path = PROJECT_ROOT / "build" / "classroom"
 COURSE_ID = "mnist-adversarial-defense"
-SIZES: tuple[str, ...] = ("full", "ci")
 #: Seconds one cell may run under `nbgrader validate` and `autograde` (nbgrader's default
 #: is 30 s, less than training takes); a student's endless loop costs at most this.
-CELL_TIMEOUT: dict[str, int] = {"full": 1800, "ci": 300}
+CELL_TIMEOUT: dict[str, int] = {"full": 1800, "classroom": 900, "ci": 300}
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN_TEST_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 VALIDATE_PASSED = "Success! Your notebook passes all the tests."

@@ -47,7 +47,7 @@ from tooling.classroom import (
 
 #: Seconds one notebook may take to grade, all its cells together (a cell may take
 #: ``classroom.CELL_TIMEOUT``); past it the notebook scores 0 with status "timed out".
-NOTEBOOK_TIMEOUT: dict[str, int] = {"full": 3 * 3600, "ci": 900}
+NOTEBOOK_TIMEOUT: dict[str, int] = {"full": 3 * 3600, "classroom": 3600, "ci": 900}
 #: nbgrader's name for the student in each scratch copy.
 SCRATCH_STUDENT = "student"
 #: What a student's scratch copy holds of the course folder.
