@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+from typing import NoReturn
+
 import keras
 import numpy as np
 import pytest
@@ -52,3 +57,29 @@ def random_images():
     """Eight random images (8, 28, 28, 1) in [0, 1] and integer labels."""
     rng = np.random.default_rng(0)
     return rng.uniform(0, 1, (8, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 8)
+
+
+# -- for the tests that start servers and a browser (browser, website, hub) ----------------
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def skip_or_fail(reason: str, test: str) -> NoReturn:
+    """Skip ``test`` (e.g. ``"browser test"``) because of ``reason``; under CI
+    (``CI=true``) fail instead, since there every test must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; under CI the {test} must run, not skip")
+    pytest.skip(reason)
+
+
+def chromium_path(test: str) -> str:
+    """Debian's chromium (or ``CHROMIUM_PATH``); without it :func:`skip_or_fail`."""
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if path:
+        return path
+    skip_or_fail("Debian's chromium is not installed (apt-get install chromium)", test)

@@ -21,9 +21,7 @@ import base64
 import functools
 import html
 import json
-import os
 import re
-import shutil
 import threading
 import time
 import warnings
@@ -33,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
-from conftest import tiny_smooth_model
+from conftest import chromium_path, skip_or_fail, tiny_smooth_model
 
 from helpers.attacks import apply_signs
 from helpers.data import preprocess_images
@@ -273,19 +271,6 @@ def test_the_explorer_page_holds_fgsm_at_every_slider_stop():
 # ------------------------------------------------------------------- the site
 
 
-def _chromium() -> str:
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-    if path:
-        return path
-    _skip_or_fail("Debian's chromium is not installed (apt-get install chromium)")
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; under CI the website test must run, not skip")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def site():
     """The CI-size website, built once for this module: its html folder."""
@@ -293,7 +278,8 @@ def site():
         patch.setenv("MNIST_AD_ARTIFACTS", str(CI_ARTIFACTS))
         missing = book.missing_inputs(CI_EXECUTED, CI_ARTIFACTS / "models")
         if missing:
-            _skip_or_fail(f"run `make notebooks` first; missing {', '.join(missing)}")
+            reason = f"run `make notebooks` first; missing {', '.join(missing)}"
+            skip_or_fail(reason, "website test")
         start = time.perf_counter()
         with warnings.catch_warnings():  # Sphinx 11's deprecations in the theme and MyST
             warnings.simplefilter("ignore", PendingDeprecationWarning)
@@ -321,7 +307,7 @@ def served(site):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium()
+    executable = chromium_path("website test")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield chromium

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import chromium_path, free_port
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, artifacts_dir
 
@@ -55,22 +54,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _chromium() -> str:
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-    if path:
-        return path
-    reason = "Debian's chromium is not installed (apt-get install chromium)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; under CI the browser test must run, not skip")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server on loopback serving a CI-parameterised copy of notebook 03."""
@@ -99,7 +82,7 @@ def lab(tmp_path):
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyter/nbgrader": True}})
     )
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "MNIST_AD_ARTIFACTS": str(MODELS_DIR), "JUPYTER_CONFIG_DIR": str(config)}
     log = open(tmp_path / "jupyter.log", "w")
     server = subprocess.Popen(
@@ -169,7 +152,9 @@ def test_epsilon_slider_changes_the_prediction(lab, tmp_path):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(
+            executable_path=chromium_path("browser test"), headless=True, args=CHROMIUM_ARGS
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(lab)

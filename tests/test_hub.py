@@ -40,7 +40,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -53,6 +52,7 @@ from typing import Any
 import psutil
 import pytest
 import requests
+from conftest import free_port, skip_or_fail
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from tooling import classroom
@@ -70,17 +70,8 @@ REQUEST_TIMEOUT = 600  # the Formgrader's autograde answers once the notebook ha
 
 def _require(available: bool, reason: str) -> None:
     """Skip the test when something it needs is missing; under CI, fail instead."""
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; under CI the hub test must run, not skip")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    if not available:
+        skip_or_fail(reason, "hub test")
 
 
 @dataclass
@@ -168,12 +159,12 @@ def hub() -> Iterator[Hub]:
         "MNIST_AD_HUB_PASSWORD": passwords[SOLVER],
         "MNIST_AD_HUB_ADMIN_PASSWORD": passwords[INSTRUCTOR],
     }
-    port = _free_port()
+    port = free_port()
     command = [
         *(sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG)),
         f"--JupyterHub.bind_url=http://127.0.0.1:{port}",
-        f"--JupyterHub.hub_port={_free_port()}",
-        f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{_free_port()}",
+        f"--JupyterHub.hub_port={free_port()}",
+        f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{free_port()}",
     ]
     with open(STATE / "hub.log", "w") as log:
         process = subprocess.Popen(
