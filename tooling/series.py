@@ -19,6 +19,7 @@ import argparse
 import ast
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,7 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
+from tooling import quiet
 
 #: The course, in reading order. Later notebooks reuse what earlier ones saved.
 NOTEBOOKS: tuple[str, ...] = (
@@ -161,9 +163,16 @@ def parameters_for(notebook: str, size: str) -> dict[str, Any]:
 class LocalKernelManager(AsyncKernelManager):
     """A kernel that talks to papermill through local sockets (files beside its connection
     file) instead of loopback TCP ports: nothing else on the machine can connect to it, and
-    the kernel has no reason to warn, at every start, that its TCP traffic is unencrypted."""
+    the kernel has no reason to warn, at every start, that its TCP traffic is unencrypted.
+    Its standard error reaches ours without TensorFlow's start-up notices
+    (:mod:`tooling.quiet`); every other line comes through."""
 
     transport = "ipc"
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        kw["stderr"] = subprocess.PIPE
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        quiet.forward_in_background(self.provisioner.process.stderr, sys.stderr.fileno())
 
 
 def run_notebook(
@@ -402,4 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from tooling.quiet import quiet_stderr
+
+    quiet_stderr()  # before TensorFlow is imported: its start-up notices are noise here
     sys.exit(main())

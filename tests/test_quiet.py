@@ -1,0 +1,56 @@
+"""TensorFlow's start-up notices are dropped from a run's output, every other line kept."""
+
+import io
+import os
+import subprocess
+import sys
+
+from helpers.paths import PROJECT_ROOT
+from tooling import quiet
+
+NOISE = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796310800.713341   14070 port.cc:153] oneDNN custom operations are on. You "
+    "may see slightly different numerical results due to floating-point round-off errors",
+    "I0000 00:00:1796310827.351458   14100 cpu_feature_guard.cc:227] This TensorFlow binary "
+    "is optimized to use available CPU instructions in performance-critical operations.",
+    "To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 FMA, in other "
+    "operations, rebuild TensorFlow with the appropriate compiler flags.",
+]
+KEPT = [
+    "W0000 00:00:1796310800.7 14070 op_level_cost_estimator.cc:699] Error in PredictCost()",
+    "UserWarning: the model was saved without an optimizer",
+    "Traceback (most recent call last):",
+    "   06_robustness_evaluation.ipynb done in 17.1 min",
+]
+
+
+def test_only_the_start_up_notices_are_noise():
+    assert all(quiet.is_start_up_noise(line) for line in NOISE)
+    assert not any(quiet.is_start_up_noise(line) for line in KEPT)
+
+
+def test_copy_without_noise_keeps_every_other_line_in_order():
+    text = "".join(f"{line}\n" for pair in zip(NOISE, KEPT, strict=True) for line in pair)
+    read_end, write_end = os.pipe()
+    quiet.copy_without_noise(io.BytesIO(text.encode()), write_end)
+    os.close(write_end)
+    with os.fdopen(read_end) as copied:
+        assert copied.read() == "".join(f"{line}\n" for line in KEPT)
+
+
+def test_quiet_stderr_keeps_a_crash_traceback_and_drops_the_notices():
+    code = (
+        "import os, sys\n"
+        "from tooling.quiet import quiet_stderr\n"
+        "quiet_stderr()\n"
+        f"os.write(2, {NOISE[0]!r}.encode() + b'\\n')\n"
+        "print('kept line', file=sys.stderr)\n"
+        "raise RuntimeError('the last thing this process says')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
+    )
+    assert run.returncode == 1
+    assert "kept line" in run.stderr and "absl::InitializeLog" not in run.stderr
+    assert run.stderr.rstrip().endswith("RuntimeError: the last thing this process says")
