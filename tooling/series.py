@@ -113,7 +113,7 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
 #: defaults. Every key must exist in that notebook's parameters cell.
 CLASSROOM_PARAMETERS: dict[str, dict[str, Any]] = {
     "01_data_and_preprocessing.ipynb": {},
-    "02_training_a_cnn.ipynb": {"N_TRAIN": 30000, "EPOCHS": 6},
+    "02_training_a_cnn.ipynb": {"N_TRAIN": 30000, "EPOCHS": 10},
     "03_fgsm_attack.ipynb": {"N_TEST": 2000, "N_SCALE": 1000},
     "04_adversarial_training.ipynb": {
         "N_TRAIN": 30000,
