@@ -131,7 +131,7 @@ CLASSROOM_PARAMETERS: dict[str, dict[str, Any]] = {
         "AA_APGD_STEPS": 50,
         "AA_QUERIES": 1000,
         "N_CHECK": 100,
-        "SIDE_N_TRAIN": 15000,
+        "SIDE_N_TRAIN": 30000,
     },
     "07_certified_robustness.ipynb": {
         "N_CERTIFY": 2000,
