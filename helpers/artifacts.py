@@ -7,26 +7,23 @@ Everything lives under :func:`helpers.paths.artifacts_dir` (git-ignored):
 - ``figures/<name>.png`` -- figures worth keeping (``make reproduce`` copies them to ``results/``)
 
 Every file is written to a temporary file beside it and then moved into place
-(:func:`write_atomically`), so a run killed mid-save leaves the old file or the new one,
+(:func:`helpers.paths.write_atomically`), so a run killed mid-save leaves the old file or the new one,
 never half of either, and two writers at once cannot interleave.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from helpers.paths import artifacts_dir
+from helpers.paths import artifacts_dir, write_atomically
 from helpers.registry import MODELS
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -56,21 +53,6 @@ def metrics_path(name: str) -> Path:
 def figure_path(name: str) -> Path:
     """Where figure ``name`` is stored: ``<artifacts>/figures/<name>.png``."""
     return artifacts_dir() / "figures" / f"{_checked_name(name)}.png"
-
-
-@contextlib.contextmanager
-def write_atomically(path: Path) -> Iterator[Path]:
-    """Give a temporary path in ``path``'s folder (same suffix) to write to; when the block
-    ends without error, move it onto ``path`` in one step (``os.replace``); else delete it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def save_model(model: keras.Model, name: str) -> Path:

@@ -13,7 +13,10 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
@@ -39,3 +42,30 @@ def artifacts_dir() -> Path:
         return PROJECT_ROOT / "artifacts"
     path = Path(override).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+@contextlib.contextmanager
+def write_atomically(path: Path) -> Iterator[Path]:
+    """Give a temporary path in ``path``'s folder (same suffix) to write to; when the block
+    ends without error, move it onto ``path`` in one step (``os.replace``); else delete it.
+
+    The file gets the permissions of any new file (``0o666`` less the umask), not the
+    owner-only ones of a temporary file, so a class or a web server can read results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        if temporary.exists():  # a writer may have replaced it with a file of its own
+            os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

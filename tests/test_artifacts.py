@@ -1,9 +1,11 @@
+import os
+
 import numpy as np
 import pytest
 
 from helpers import artifacts
 from helpers.model import build_cnn
-from helpers.paths import PROJECT_ROOT, artifacts_dir
+from helpers.paths import PROJECT_ROOT, artifacts_dir, write_atomically
 
 
 def test_artifacts_folder_follows_the_environment(tmp_path, monkeypatch):
@@ -13,6 +15,25 @@ def test_artifacts_folder_follows_the_environment(tmp_path, monkeypatch):
     assert artifacts_dir() == PROJECT_ROOT / "build" / "somewhere"
     monkeypatch.delenv("MNIST_AD_ARTIFACTS")
     assert artifacts_dir() == PROJECT_ROOT / "artifacts"
+
+
+def test_write_atomically_keeps_the_old_file_on_failure_and_the_umask_on_success(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"
+    with write_atomically(target) as scratch:
+        scratch.write_text("new")
+    assert target.read_text() == "new"
+    mask = os.umask(0o027)
+    try:
+        with write_atomically(target) as scratch:
+            scratch.write_text("newer")
+    finally:
+        os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o640  # not a temporary file's 0o600
+    with pytest.raises(RuntimeError), write_atomically(target) as scratch:
+        scratch.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "newer"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
 
 
 def test_model_round_trip(random_images):

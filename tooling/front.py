@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from helpers import registry
-from helpers.artifacts import write_atomically
 from helpers.attacks import EPS, fgsm
 from helpers.autoattack import autoattack
 from helpers.data import prepare_mnist
 from helpers.evaluation import accuracy
+from helpers.paths import write_atomically
 from helpers.training import Defense
 
 #: Each candidate: a recipe of :data:`helpers.registry.MODELS` (its build, schedule and

@@ -30,8 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from helpers.artifacts import write_atomically
-from helpers.paths import PROJECT_ROOT
+from helpers.paths import PROJECT_ROOT, write_atomically
 from tooling import sandbox, written
 from tooling.classroom import (
     COURSE_ID,

@@ -439,7 +439,7 @@ def update_readme(
     _, tail = rest.split(end, 1)
     new = f"{head}{start}\n{table}\n{end}{tail}"
     if new != text:
-        from helpers.artifacts import write_atomically
+        from helpers.paths import write_atomically
 
         with write_atomically(readme) as scratch:
             scratch.write_text(new)
@@ -622,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = collect_metrics(info, seconds)
     table = results_table(metrics)  # checks the metrics before anything is written
 
-    from helpers.artifacts import write_atomically
+    from helpers.paths import write_atomically
 
     results.mkdir(parents=True, exist_ok=True)
     with write_atomically(results / "metrics.json") as scratch:

@@ -321,7 +321,7 @@ def run_series(size: str, out: Path, start_at: str | None = None) -> dict[str, A
     with the same parameters), reading their seconds and size notes from those copies.
     A failing notebook raises papermill's error; the record keeps what finished.
     """
-    from helpers.artifacts import write_atomically
+    from helpers.paths import write_atomically
     from tooling.reproduce import executed_seconds, forget_models_made_by
     from tooling.run_facts import cpu_model, run_facts, usable_cores
 

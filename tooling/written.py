@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from helpers.artifacts import write_atomically
+from helpers.paths import write_atomically
 from tooling.classroom import SOLUTION_MARKERS, cell_text
 
 #: What nbgrader's release puts in place of a written answer (ClearSolutions.text_stub).
