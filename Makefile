@@ -109,7 +109,8 @@ grade: $(STAMP)
 written: $(STAMP)
 	$(BIN)/python -m tooling.classroom written --grades "$(GRADES)"
 
-# CI check: release at CI size in a scratch folder, nbgrader validate, autograde both versions.
+# CI check (after `make notebooks`): release at CI size in a scratch folder, autograde the student
+# versions, validate and score both versions from their one execution each.
 classroom: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -m classroom
 

@@ -1,22 +1,25 @@
-"""nbgrader assignments, end to end at CI size (``make classroom``, ~8.5 min on 2 cores).
+"""nbgrader assignments, end to end at CI size (``make classroom``, after ``make notebooks``).
 
 Builds the student release from the course notebooks into a scratch course folder and
-proves: the release holds no solution text; ``nbgrader validate`` passes on the instructor
-notebooks, and ``nbgrader validate --invert`` on the unchanged student version (no graded
-cell passes); autograding gives the instructor version full marks and the unchanged
-student version zero, cell by cell, without the grader failing; and the student version
-runs without an error up to its first exercise, and in every cell outside the exercises.
+proves: the release holds no solution text; autograding gives the unchanged student
+version zero, cell by cell, and the instructor version full marks, without the grader
+failing; validation passes on the instructor version and, inverted, on the student
+version; and the student version runs without an error up to its first exercise, and in
+every cell outside the exercises.
 
-``nbgrader validate`` executes a notebook just as the autograder does, with the same test
-cells, so the cell-by-cell grades already prove for every notebook what validating would.
-Validation, the students' own tool, runs on the quick notebooks 01-03 only (VALIDATED):
-validating 04-06 as well would execute the three slowest notebooks twice more per chain.
+Each version of a notebook is executed once, and every check reads that execution:
 
-Two chains run side by side, each in its own copy of the course folder with its own
-models folder: the instructor chain (validate, then grade) and the student chain
-(validate --invert, then grade). Grading goes through `python -m tooling.classroom grade`,
-the command behind `make grade`. Notebooks without exercises are not released, so they
-cost nothing here.
+- the student version of every graded notebook is autograded (``python -m tooling.classroom
+  grade``, the command behind ``make grade``, in the sandbox);
+- the instructor version of every graded notebook was executed by ``make notebooks`` at the
+  same size (``build/ci/executed``, checked to be of the current notebooks): nbgrader's own
+  scoring and validation (:func:`tooling.classroom.validate_executed`) read those outputs.
+  The instructor version goes through the whole grading pipeline only for INSTRUCTOR_GRADED
+  (one notebook without written answers, one with), as do five more students in the
+  sandbox test below;
+- ``nbgrader validate``, the students' own tool, executes a notebook itself, so it runs on
+  notebook 01 only (both versions); its checks are applied to every other execution without
+  running anything again.
 """
 
 from __future__ import annotations
@@ -31,15 +34,20 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import skip_or_fail
+from nbgrader.utils import determine_grade
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from tooling import classroom, written
-from tooling.series import NOTEBOOKS
+from tooling.series import NOTEBOOKS, cell_text
 
 pytestmark = pytest.mark.classroom
 GRADED = classroom.graded_notebooks()
 INSTRUCTOR, STUDENT, ABSENT = "instructor", "unchanged-student", "absent-student"
-VALIDATED = [n for n in GRADED if n.split("_")[0] in ("01", "02", "03")]
+VALIDATED = [n for n in GRADED if n.startswith("01")]
+INSTRUCTOR_GRADED = [n for n in GRADED if n.split("_")[0] in ("01", "03")]
+#: The instructor version of every notebook as `make notebooks` executed it at CI size.
+EXECUTED = PROJECT_ROOT / "build" / "ci" / "executed"
 _WRITTEN = {
     classroom.assignment_id(n): written.written_answers(classroom.load_notebook(NOTEBOOKS_DIR / n))
     for n in GRADED
@@ -58,37 +66,42 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _chain(course: Path, student: str, version: str) -> dict:
-    """Validate one version (``source``: instructor, ``release``: student) of every graded
-    notebook, then grade it as the submission of ``student``."""
-    invert = version == "release"
+def _env(course: Path, threads: int) -> dict[str, str]:
+    """nbgrader's environment for ``course``, TensorFlow on ``threads`` threads."""
     env = classroom.nbgrader_env(course)
     env["MNIST_AD_ARTIFACTS"] = str(course / "artifacts")
-    # Two chains share the 2 cores of CI: one thread each wastes less on switching.
-    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
-    paths = [_path(course, version, n) for n in GRADED]
-    validated, validate_log = classroom.validate(
-        [_path(course, version, n) for n in VALIDATED], course, invert=invert, env=env
-    )
+    env.update({k: str(threads) for k in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")})
+    env["TF_NUM_INTEROP_THREADS"] = "1"
+    return env
+
+
+def _validate(course: Path, version: str) -> tuple[bool, str]:
+    """``nbgrader validate`` of notebook 01's version ``source`` (instructor) or, inverted,
+    ``release`` (student), on one thread."""
+    paths = [_path(course, version, n) for n in VALIDATED]
+    return classroom.validate(paths, course, invert=version == "release", env=_env(course, 1))
+
+
+def _grade(course: Path, student: str, version: str, notebooks: list[str], threads: int) -> dict:
+    """Grade ``notebooks`` of one version (``source``: instructor, ``release``: student)
+    as the submission of ``student``, with ``python -m tooling.classroom grade``."""
     # The student hands in nbgrader's layout, the instructor a flat folder: both are read.
     incoming = course / "incoming" / student
-    for notebook, path in zip(GRADED, paths, strict=True):
-        target = incoming / classroom.assignment_id(notebook) if invert else incoming
+    for notebook in notebooks:
+        target = incoming / classroom.assignment_id(notebook) if version == "release" else incoming
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, target / notebook)
+        shutil.copy(_path(course, version, notebook), target / notebook)
     (incoming.parent / ABSENT).mkdir(exist_ok=True)  # handed in nothing
     command = ["grade", str(incoming.parent), "--course-dir", str(course)]
     graded = subprocess.run(
         [sys.executable, "-m", "tooling.classroom", *command],
         cwd=PROJECT_ROOT,
-        env=env,
+        env=_env(course, threads),
         capture_output=True,
         text=True,
         check=False,
     )
     return {
-        "validated": validated,
-        "validate_log": validate_log,
         "grade_returncode": graded.returncode,
         "grade_log": graded.stdout + graded.stderr,
         "grades": course / "grades.csv",
@@ -108,12 +121,46 @@ def course(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def chains(course) -> dict[str, dict]:
+    """Side by side: the student's every notebook graded (the long one, on two threads);
+    and on one thread, both versions of notebook 01 validated, then the instructor's
+    INSTRUCTOR_GRADED graded."""
     student_course = course.parent / "student-course"
     shutil.copytree(course, student_course)
+
+    def instructor_side() -> dict[str, dict]:
+        checks = {v: _validate(c, v) for v, c in (("source", course), ("release", student_course))}
+        graded = _grade(course, INSTRUCTOR, "source", INSTRUCTOR_GRADED, 1)
+        return {"validated": checks, **graded}
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        instructor = pool.submit(_chain, course, INSTRUCTOR, "source")
-        student = pool.submit(_chain, student_course, STUDENT, "release")
+        student = pool.submit(_grade, student_course, STUDENT, "release", GRADED, 2)
+        instructor = pool.submit(instructor_side)
         return {INSTRUCTOR: instructor.result(), STUDENT: student.result()}
+
+
+@pytest.fixture(scope="module")
+def executed() -> dict[str, dict]:
+    """``make notebooks``' executions of the instructor version, each checked to be of the
+    current course notebook (same cells, same sources, but for the parameters)."""
+    found = {}
+    for notebook in GRADED:
+        path = EXECUTED / notebook
+        if not path.exists():
+            skip_or_fail(f"no executed copy {path}: run `make notebooks` first", "classroom test")
+        nb = classroom.load_notebook(path)
+        course = classroom.load_notebook(NOTEBOOKS_DIR / notebook)
+
+        def sources(n: dict) -> list[str]:
+            return [
+                cell_text(c)
+                for c in n["cells"]
+                if not {"parameters", "injected-parameters"} & set(c["metadata"].get("tags", []))
+            ]
+
+        if sources(nb) != sources(course):
+            pytest.fail(f"{path} is of an older {notebook}: run `make notebooks` again")
+        found[notebook] = nb
+    return found
 
 
 def test_every_notebook_with_exercises_is_released(course):
@@ -159,15 +206,42 @@ def test_release_contains_no_solution_text(course, notebook):
     assert all(c.get("outputs", []) == [] for c in release["cells"])
 
 
-def test_validate_passes_on_the_instructor_notebooks(chains):
-    assert len(VALIDATED) == 3
-    result = chains[INSTRUCTOR]
-    assert result["validated"], result["validate_log"][-4000:]
+def test_nbgrader_validate_passes_on_both_versions_of_notebook_01(chains):
+    """The students' own tool: the instructor version passes, the student version fails
+    every test (``--invert``)."""
+    assert len(VALIDATED) == 1
+    for version, (ok, log) in chains[INSTRUCTOR]["validated"].items():
+        assert ok, (version, log[-4000:])
 
 
-def test_validate_invert_fails_every_graded_cell_of_the_student_release(chains):
-    result = chains[STUDENT]
-    assert result["validated"], result["validate_log"][-4000:]
+@pytest.mark.parametrize("notebook", GRADED)
+def test_validation_of_each_execution(chains, executed, notebook):
+    """nbgrader's validation of the executions made once: the instructor version (as
+    ``make notebooks`` and, for INSTRUCTOR_GRADED, the autograder ran it) passes every
+    test; the unchanged student version, as the autograder ran it, passes none."""
+    aid = classroom.assignment_id(notebook)
+    assert classroom.validate_executed(EXECUTED / notebook) == {}
+    if notebook in INSTRUCTOR_GRADED:
+        autograded = chains[INSTRUCTOR]["autograded"] / aid / notebook
+        assert classroom.validate_executed(autograded) == {}
+    student = chains[STUDENT]["autograded"] / aid / notebook
+    assert classroom.validate_executed(student, invert=True) == {}
+    found = classroom.validate_executed(student)  # and it is a failure, not an empty check
+    graded = [c for c in executed[notebook]["cells"] if classroom.is_graded_cell(c)]
+    assert len(found["failed"]) == len(graded), found
+
+
+@pytest.mark.parametrize("notebook", GRADED)
+def test_instructor_version_as_executed_scores_full_marks(executed, notebook):
+    """nbgrader's scoring rule on ``make notebooks``' execution: every autograded test cell
+    of the instructor version earns its points (no error, nothing on stderr); written
+    answers are left for the teacher. The same rule scores the autograded notebooks."""
+    cells = [c for c in executed[notebook]["cells"] if classroom.is_graded_cell(c)]
+    assert cells
+    for cell in map(nbformat.from_dict, cells):
+        score, points = determine_grade(cell)
+        hand = cell.metadata.nbgrader["grade_id"] in WRITTEN_IDS
+        assert (score is None) if hand else (score == points > 0), cell_text(cell)[:300]
 
 
 def test_autograde_full_marks_for_instructor_zero_for_unchanged_student(chains):
@@ -175,13 +249,15 @@ def test_autograde_full_marks_for_instructor_zero_for_unchanged_student(chains):
         assert chains[student]["grade_returncode"] == 0, chains[student]["grade_log"][-4000:]
     ids = [classroom.assignment_id(n) for n in GRADED]
     for student, full in ((INSTRUCTOR, True), (STUDENT, False)):
+        handed_in = INSTRUCTOR_GRADED if full else GRADED
         rows = _read_csv(chains[student]["grades"])
         assert [(r["student"], r["assignment"]) for r in rows] == [
             (name, a) for name in sorted((student, ABSENT)) for a in ids
         ]
-        for row in [r for r in rows if r["student"] == ABSENT]:
-            assert (row["status"], float(row["score"])) == ("missing", 0.0), row
-        for row in [r for r in rows if r["student"] == student]:
+        for row in rows:
+            if row["student"] == ABSENT or f"{row['assignment']}.ipynb" not in handed_in:
+                assert (row["status"], float(row["score"])) == ("missing", 0.0), row
+                continue
             # a written answer waits for the teacher; an untouched one scores 0 at once
             by_hand = WRITTEN_POINTS[row["assignment"]]
             status = "needs manual grading" if full and by_hand else "graded"
@@ -191,7 +267,7 @@ def test_autograde_full_marks_for_instructor_zero_for_unchanged_student(chains):
         cells = _read_csv(chains[student]["by_exercise"])
         graded_cells = sum(
             classroom.is_graded_cell(c)
-            for n in GRADED
+            for n in handed_in
             for c in classroom.load_notebook(NOTEBOOKS_DIR / n)["cells"]
         )
         assert len(cells) == graded_cells
@@ -202,11 +278,14 @@ def test_autograde_full_marks_for_instructor_zero_for_unchanged_student(chains):
 
 
 def test_written_answers_are_collected_for_the_teacher(chains):
-    """grades_written.csv: every written answer of every graded notebook, the instructor's
-    (the model answer) left for the teacher's points, the untouched stub already at 0."""
+    """grades_written.csv: every written answer handed in, the instructor's (the model
+    answer) left for the teacher's points, the untouched stub already at 0."""
     for student, full in ((INSTRUCTOR, True), (STUDENT, False)):
+        handed_in = INSTRUCTOR_GRADED if full else GRADED
+        asked = {a["question"] for n in handed_in for a in _WRITTEN[classroom.assignment_id(n)]}
+        assert asked, "no written answer among the notebooks handed in"
         rows = _read_csv(chains[student]["written"])
-        assert {r["question"] for r in rows} == WRITTEN_IDS
+        assert {r["question"] for r in rows} == asked
         assert {r["student"] for r in rows} == {student}  # the absent student wrote nothing
         for row in rows:
             if full:
@@ -295,7 +374,7 @@ def test_a_malicious_submission_changes_nothing_but_its_own_grade(course, tmp_pa
     endless.cells.insert(2, nbformat.v4.new_code_cell("while True:\n    pass"))
     (subs / "endless").mkdir()
     nbformat.write(endless, subs / "endless" / notebook)
-    monkeypatch.setitem(grading.NOTEBOOK_TIMEOUT, "ci", 60)  # the others take about 15 s
+    monkeypatch.setitem(grading.NOTEBOOK_TIMEOUT, "ci", 30)  # the others take about 12 s
 
     def digest(path):
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -314,7 +393,7 @@ def test_a_malicious_submission_changes_nothing_but_its_own_grade(course, tmp_pa
     )
     assert "symbolic link" in rows[("linked", aid)]["status"]
     assert float(rows[("linked", aid)]["score"]) == 0.0
-    assert rows[("endless", aid)]["status"] == "timed out after 60 s"
+    assert rows[("endless", aid)]["status"] == "timed out after 30 s"
     assert {p: digest(p) for p in before} == before
     assert not (PROJECT_ROOT / "helpers" / "evil.py").exists()
     executed = nbformat.read(course / "autograded" / "mallory" / aid / notebook, as_version=4)

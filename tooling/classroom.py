@@ -364,6 +364,24 @@ def validate(
     return ok, result.stdout + result.stderr
 
 
+def validate_executed(notebook: Path, *, invert: bool = False) -> dict[str, list]:
+    """nbgrader's validation of a notebook that has already run, without running it again.
+
+    ``nbgrader validate`` clears a notebook's outputs and executes it; this applies the same
+    checks (nbgrader's own ``Validator``) to the outputs the notebook already holds, such as
+    an autograded submission or an executed instructor copy: every graded test cell passes
+    (or, with ``invert``, none does) and no locked cell changed. Returns nbgrader's findings,
+    ``{}`` when the notebook passes, else lists under ``"failed"``, ``"passed"``,
+    ``"changed"`` or ``"type_changed"``.
+    """
+    from nbgrader.preprocessors import CheckCellMetadata
+    from nbgrader.validator import Validator
+
+    validator = Validator(invert=invert)
+    validator.preprocessors = [CheckCellMetadata]  # nbgrader's list less ClearOutput, Execute
+    return validator.validate(str(Path(notebook).resolve()))
+
+
 # --------------------------------------------------------------------------- grading
 # Grading itself is tooling/grading.py: one student at a time, each kernel in a sandbox.
 
