@@ -7,8 +7,8 @@ Everything lives under :func:`helpers.paths.artifacts_dir` (git-ignored):
 - ``figures/<name>.png`` -- figures worth keeping (``make reproduce`` copies them to ``results/``)
 
 Every file is written to a temporary file beside it and then moved into place
-(:func:`helpers.paths.write_atomically`), so a run killed mid-save leaves the old file or the new one,
-never half of either, and two writers at once cannot interleave.
+(:func:`helpers.paths.write_atomically`), so a run killed mid-save leaves the old file or
+the new one, never half of either, and two writers at once cannot interleave.
 """
 
 from __future__ import annotations

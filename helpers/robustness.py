@@ -533,9 +533,10 @@ def tradeoff_points(
             model, x_a, y_a, eps, apgd_steps=apgd_steps, targets=targets, queries=queries,
             seed=seed,
         )  # fmt: skip
+        curve = fgsm_accuracy_curve(model, x, y, [0.0, eps])  # at 0: the clean accuracy
         points[label] = {
-            "clean": accuracy(model, x, y),
-            "fgsm": accuracy(model, fgsm(model, x, y, eps), y),
+            "clean": curve[eps_key(0.0)],
+            "fgsm": curve[eps_key(eps)],
             "robust": float(result["robust"]),
         }
     return points

@@ -556,4 +556,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from tooling.quiet import quiet_stderr
+
+    quiet_stderr()  # before TensorFlow is imported: its start-up notices are noise here
     sys.exit(main())
