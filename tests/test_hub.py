@@ -27,7 +27,9 @@ channel between the users' servers. The Formgrader's autograde runs the kernels 
 instructor's rights, without the sandbox of ``make grade`` (the submissions here are
 trusted; the teacher's guide says when to prefer ``make grade``).
 
-Also checked: every server runs the course's Python environment (its kernel, the
+A headless Chromium then logs in as ``bob`` and opens the Assignment List of his JupyterLab
+(screenshot: ``build/hub-test/student_view.png``). Also checked: every server runs the
+course's Python environment (its kernel, the
 ipywidgets extension, the ``helpers`` of this checkout), and students get no Formgrader.
 Needs Debian's ``node-configurable-http-proxy``; without it the test is skipped, except
 under CI (``CI=true``), where that is a failure. Every process started is stopped at the
@@ -52,7 +54,7 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from conftest import free_port, skip_or_fail
+from conftest import chromium_path, free_port, skip_or_fail
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from tooling import classroom
@@ -66,6 +68,7 @@ SOLVER, UNCHANGED, INSTRUCTOR = "ada", "bob", "teacher"
 STUDENTS = (SOLVER, UNCHANGED)
 START_TIMEOUT = 180  # seconds for the hub, or a user's server, to answer
 REQUEST_TIMEOUT = 600  # the Formgrader's autograde answers once the notebook has run
+CHROMIUM = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 def _require(available: bool, reason: str) -> None:
@@ -438,3 +441,39 @@ def test_every_server_runs_the_course_environment(homework):
         "disabledExtensions", []
     )
     assert homework["student_formgrader"] == 404, "a student's server serves the Formgrader"
+
+
+def test_a_student_sees_the_assignment_in_jupyterlab(hub, homework):
+    """The student's view, in headless Chromium: bob logs in with the hub's form, lands in
+    his own JupyterLab, opens nbgrader's Assignment List (the Nbgrader menu) and finds
+    notebook 01 there, fetched and submitted. The screenshot goes to
+    build/hub-test/student_view.png."""
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = chromium_path("hub test")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM)
+        page = browser.new_page(viewport={"width": 1300, "height": 800})
+        try:
+            page.goto(f"{hub.url}/hub/login", timeout=60_000)
+            page.fill("#username_input", UNCHANGED)
+            page.fill("#password_input", hub.passwords[UNCHANGED])
+            page.click("#login_submit")
+            page.wait_for_url(f"**/user/{UNCHANGED}/lab**", timeout=120_000)
+            page.get_by_role("menuitem", name="Nbgrader", exact=True).click(timeout=60_000)
+            page.get_by_role("menuitem", name="Assignment List", exact=True).click()
+            news = page.get_by_role("button", name="No", exact=True)  # "notified of news?"
+            if news.count():
+                news.first.click()
+            panel = page.locator("#nbgrader-assignment-list")
+            expect(panel.get_by_text(AID).first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1000)  # let the lists finish drawing
+            page.screenshot(path=str(STATE / "student_view.png"))
+            text = panel.inner_text()
+        except Exception:
+            page.screenshot(path=str(STATE / "student_view_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    fetched, submitted = text.split("Downloaded assignments")[1].split("Submitted assignments")
+    assert AID in fetched and AID in submitted, text  # in both lists, with its time stamp
