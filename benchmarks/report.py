@@ -20,6 +20,7 @@ TARGETS: dict[str, tuple[float, str]] = {
     "cleverhans_pgd_over_ours": (1.0, "min"),
     "series_full_s": (30 * 60, "max"),
     "series_ci_s": (5 * 60, "max"),
+    "make_test_s": (10 * 60, "max"),
 }
 
 
@@ -65,6 +66,29 @@ def series_full_from_results(metrics_path: Path = RESULTS_DIR / "metrics.json") 
             "notebooks": {k: float(v) for k, v in run["notebook_seconds"].items() if k != "total"},
         },
     }
+
+
+def make_test_from_file(path: Path = PROJECT_ROOT / "benchmarks" / "make_test.json") -> dict:
+    """``make test``'s time from a fresh clone, as the last ``make bench-test`` measured it
+    (:mod:`benchmarks.make_test`; 15 minutes, so read, not re-run). Returns
+    ``{"make_test_s": ..., "source": {...}}``, or ``{"note": ...}`` when the file is missing."""
+    try:
+        measured = json.loads(path.read_text())
+        total = float(measured["make_test_s"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return {"note": f"no make test time in {path}: {type(err).__name__}: {err}"}
+    keys = ("date", "commit", "machine", "stages")
+    return {"make_test_s": total, "source": {k: measured.get(k) for k in keys}}
+
+
+def with_make_test(results: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """``results`` with ``make_test_s`` and ``make_test_source`` from
+    :func:`make_test_from_file` (or ``make_test_note`` when there is no measurement)."""
+    found = make_test_from_file(path) if path is not None else make_test_from_file()
+    results = {k: v for k, v in results.items() if not k.startswith("make_test_")}
+    if "make_test_s" in found:
+        return {**results, "make_test_s": found["make_test_s"], "make_test_source": found["source"]}
+    return {**results, "make_test_note": found["note"]}
 
 
 def target_met(key: str, value: float) -> bool | None:
@@ -202,6 +226,20 @@ def render_table(results: dict[str, Any]) -> str:
                 f"({src.get('date', '?')}, commit `{src.get('commit', '?')}`"
                 f"{f', on {run_machine}' if elsewhere else ''})",
                 _mark("series_full_s", r["series_full_s"]),
+            )
+        )
+    if "make_test_s" in r:
+        src = r.get("make_test_source", {})
+        stages = sorted((src.get("stages") or {}).items(), key=lambda kv: -kv[1])[:3]
+        largest = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages)
+        rows.append(
+            (
+                "`make test` from a fresh clone, installs included (apt not)",
+                f"{_minutes(r['make_test_s'])}"
+                + (f"; largest: {largest}" if largest else "")
+                + f", from `make bench-test` ({src.get('date', '?')}, commit "
+                f"`{src.get('commit', '?')}`)",
+                _mark("make_test_s", r["make_test_s"]),
             )
         )
     if "series_ci_s" in r:

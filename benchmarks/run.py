@@ -411,6 +411,7 @@ def measure(
         results["series_full_source"] = full["source"]
     else:
         results["series_full_note"] = full["note"]
+    results = report.with_make_test(results)
     if "series" in sections:
         notebooks = NOTEBOOKS
         if series_notebooks:

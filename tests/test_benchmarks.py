@@ -13,8 +13,14 @@ import keras
 import pytest
 
 from benchmarks import floor, torch_peer
+from benchmarks.make_test import makefile_stages, time_stages
 from benchmarks.measure import defense_settings
-from benchmarks.report import render_table, series_full_from_results, target_met
+from benchmarks.report import (
+    make_test_from_file,
+    render_table,
+    series_full_from_results,
+    target_met,
+)
 from helpers import registry
 from helpers.model import build_cnn
 from helpers.paths import PROJECT_ROOT
@@ -148,6 +154,27 @@ def test_table_marks_the_series_targets_and_names_another_machine():
     assert "≤ 30 min ✗" in table and "≤ 5 min ✓" in table
     results["series_full_source"]["machine"] = "AMD EPYC, 2 cores"
     assert ", on " not in render_table(results)
+
+
+def test_make_test_time_is_read_and_marked_against_ten_minutes(tmp_path):
+    measured = {"make_test_s": 855.0, "stages": {"unit": 92.0, "classroom": 291.0}, "date": "d"}
+    (tmp_path / "make_test.json").write_text(json.dumps({**measured, "commit": "c"}))
+    found = make_test_from_file(tmp_path / "make_test.json")
+    assert found["make_test_s"] == 855.0 and found["source"]["stages"] == measured["stages"]
+    table = render_table({"make_test_s": 855.0, "make_test_source": found["source"]})
+    assert "14.2 min (855 s); largest: classroom 291 s, unit 92 s" in table
+    assert "≤ 10 min ✗" in table
+    assert "note" in make_test_from_file(tmp_path / "absent.json")
+
+
+def test_make_test_stages_come_from_the_makefile_and_a_failure_names_its_stage(tmp_path):
+    assert makefile_stages()[:2] == ["lint", "unit"]
+    assert "classroom" in makefile_stages()
+    (tmp_path / "Makefile").write_text("test: ok bad\nok:\n\ttrue\nbad:\n\tfalse\n")
+    assert makefile_stages(tmp_path / "Makefile") == ["ok", "bad"]
+    assert set(time_stages(tmp_path, ["ok"])) == {"ok"}
+    with pytest.raises(RuntimeError, match="`make bad` failed"):
+        time_stages(tmp_path, ["ok", "bad"])
 
 
 def test_missing_reproduce_results_are_a_note_not_a_crash(tmp_path):
