@@ -43,8 +43,11 @@ from helpers.model import logits_model, predict_probabilities
 #: The L-infinity budget of the course's attacks and defenses (pixels in [0, 1]).
 EPS = 0.25
 #: PGD's steps, and its step size as a fraction of ε (every attack and every training
-#: recipe gives its step this way): 40 steps of 0.04·ε move a pixel at most 1.6·ε in all,
-#: enough to reach any corner of the ε-ball from a random start and to move back.
+#: recipe gives its step this way): 40 steps of 0.04·ε move a pixel at most 1.6·ε in all.
+#: That is less than the ball's width along one pixel (2ε). A pixel at 0 or 1 (four in five
+#: MNIST pixels) has only an ε-wide range left once clipped to [0, 1], which it crosses with
+#: 0.6·ε to spare; a mid-grey pixel reaches the far face only from a start within 1.6·ε of
+#: it (80% of uniform random starts) -- one reason PGD is run with restarts.
 PGD_STEPS = 40
 PGD_REL_STEP = 0.04
 
