@@ -17,6 +17,11 @@ was compiled with. Its ``defense`` (a :class:`Defense`) says what each batch is 
   (:mod:`helpers.certify`), with ε growing from 0 over the first ``ramp`` of training
   (Gowal et al. 2018). It trains for *provable* robustness.
 
+Two settings help every defense: a ``ramp`` (ε grows from 0 over the first part of training,
+so the network first learns the digits, then to defend them) and ``weight_average`` (the
+model kept is an exponential moving average of the weights along training, which is
+smoother and more robust than the last step's weights; Gowal et al. 2020).
+
 The attack that makes training examples is :func:`helpers.attacks.pgd_step`, the step the
 evaluation's PGD takes: loss on the logits, the true labels, the model in inference mode (no
 dropout); the weight update runs in training mode. Its ``monitor`` (a :class:`Monitor`) says
@@ -25,6 +30,7 @@ what is measured on validation data after each epoch.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -55,9 +61,10 @@ class Defense(NamedTuple):
     steps together travel 2.5 ε); ``adv_fraction``: the share of each batch replaced, in
     (0, 1] (TRADES perturbs every image and keeps its clean copy too); ``beta``: TRADES'
     weight of the robustness term against the clean loss (larger: more robust, less
-    accurate on clean images); ``ramp``: IBP's share of training, in (0, 1], over which its
-    ε grows linearly from 0 to ``eps`` and the verified loss's weight from 0 to one half
-    (:func:`ibp_schedule`).
+    accurate on clean images); ``ramp``: the share of training, in [0, 1], over which the
+    budget grows linearly from 0 to ``eps`` (:func:`eps_at`; 0: the full ``eps`` from the
+    first step). IBP needs a ramp > 0, over which its verified loss's weight also grows
+    from 0 to one half (:func:`ibp_schedule`).
     """
 
     kind: Literal["none", "fgsm", "fgsm_rs", "pgd", "trades", "ibp"] = "none"
@@ -66,7 +73,7 @@ class Defense(NamedTuple):
     rel_step: float | None = None
     adv_fraction: float = 0.5
     beta: float = 6.0
-    ramp: float = 0.5
+    ramp: float = 0.0
 
     def attack(self) -> tuple[int, float, bool]:
         """``(steps, rel_step, random_start)`` of the attack that makes training examples."""
@@ -79,12 +86,13 @@ class Defense(NamedTuple):
 
     def describe(self) -> str:
         """The defense in words, e.g. ``"PGD-3 examples at ε=0.25 (100% of each batch)"``."""
+        ramp = f", ε ramped up over the first {self.ramp:.0%}" if self.ramp else ""
         if self.kind == "trades":
-            return f"TRADES with β={self.beta:g}: KL-PGD-{self.steps} at ε={self.eps:g}"
+            return f"TRADES with β={self.beta:g}: KL-PGD-{self.steps} at ε={self.eps:g}{ramp}"
         if self.kind == "ibp":
             return f"IBP: verified loss at ε up to {self.eps:g} (ramped over {self.ramp:.0%})"
         name = {"fgsm": "FGSM", "fgsm_rs": "FGSM-RS", "pgd": f"PGD-{self.steps}"}[self.kind]
-        return f"{name} examples at ε={self.eps:g} ({self.adv_fraction:.0%} of each batch)"
+        return f"{name} examples at ε={self.eps:g} ({self.adv_fraction:.0%} of each batch){ramp}"
 
 
 class Monitor(NamedTuple):
@@ -157,12 +165,22 @@ def _checked_data(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, 
 
 
 def check_training_settings(
-    epochs: int, batch_size: int, defense: Defense, lr_schedule: str, monitor: Monitor
+    epochs: int,
+    batch_size: int,
+    defense: Defense,
+    lr_schedule: str,
+    monitor: Monitor,
+    weight_average: float = 0.0,
 ) -> None:
     """Raise ``ValueError``, naming the setting, for anything :func:`train_model` cannot run."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(weight_average, int | float) and 0 <= weight_average < 1):
+        raise ValueError(
+            f"weight_average is the moving average's decay, in [0, 1) (0: no average; "
+            f"0.999 averages over about the last 1,000 steps), got {weight_average!r}"
+        )
     if lr_schedule not in SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {lr_schedule!r}")
     if defense.kind not in DEFENSES:
@@ -182,9 +200,12 @@ def check_training_settings(
             raise ValueError(f"adv_fraction must be in (0, 1], got {defense.adv_fraction!r}")
         if not (isinstance(defense.beta, int | float) and defense.beta >= 0):
             raise ValueError(f"TRADES' beta must be a number >= 0, got {defense.beta!r}")
-        if not (isinstance(defense.ramp, int | float) and 0 < defense.ramp <= 1):
+        if not (isinstance(defense.ramp, int | float) and 0 <= defense.ramp <= 1):
+            raise ValueError(f"ramp must be a share of training in [0, 1], got {defense.ramp!r}")
+        if defense.kind == "ibp" and defense.ramp == 0:
             raise ValueError(
-                f"IBP's ramp must be a share of training in (0, 1], got {defense.ramp!r}"
+                "IBP needs a ramp > 0: a full-size box from the first step only teaches the "
+                "network to output the same scores for every image; try ramp=0.4"
             )
     if monitor.eps is not None:
         validate_epsilon(monitor.eps, "monitor eps")
@@ -197,17 +218,29 @@ def check_training_settings(
         )
 
 
+def eps_at(defense: Defense, progress: tf.Tensor) -> tf.Tensor:
+    """The training attack's budget after a fraction ``progress`` (0..1) of training:
+    growing linearly from 0 to ``defense.eps`` over the first ``defense.ramp`` of it, then
+    constant (``ramp = 0``: ``eps`` throughout). An attack at full strength from the first
+    step, against a network that cannot yet read digits, can make training fail: a few
+    large steps then find the same easy examples every time, and robustness collapses."""
+    if defense.ramp == 0:
+        return tf.constant(defense.eps, tf.float32)
+    return defense.eps * tf.minimum(1.0, progress / defense.ramp)
+
+
 def adversarial_examples(
     model: keras.Model,
     x: tf.Tensor,
     y_onehot: tf.Tensor,
     defense: Defense,
     rng: tf.random.Generator,
+    eps: tf.Tensor,
 ) -> tf.Tensor:
-    """The training attack of ``defense`` on a batch: from ``x`` (or a random point of the
-    ε-ball), ``steps`` steps of :func:`helpers.attacks.pgd_step`. For use in ``tf.function``."""
+    """The training attack of ``defense`` on a batch, at budget ``eps`` (:func:`eps_at`):
+    from ``x`` (or a random point of the ε-ball), ``steps`` steps of
+    :func:`helpers.attacks.pgd_step`. For use in ``tf.function``."""
     steps, rel_step, random_start = defense.attack()
-    eps = defense.eps
     x_adv = x
     if random_start:
         x_adv = tf.clip_by_value(x + rng.uniform(tf.shape(x), -eps, eps), 0.0, 1.0)
@@ -224,8 +257,8 @@ def kl_divergence(p_logits: tf.Tensor, q_logits: tf.Tensor) -> tf.Tensor:
 
 
 def trades_examples(
-    net: keras.Model, x: tf.Tensor, eps: float, steps: int, step_size: float,
-    rng: tf.random.Generator,
+    net: keras.Model, x: tf.Tensor, eps: float | tf.Tensor, steps: int,
+    step_size: float | tf.Tensor, rng: tf.random.Generator,
 ) -> tf.Tensor:  # fmt: skip
     """TRADES' inner maximisation: PGD that pushes the prediction away from the clean one
     (up :func:`kl_divergence`), labels unused. ``net`` outputs logits. At ``x`` itself the
@@ -287,14 +320,38 @@ def ibp_loss(
     return tf.reduce_mean(kappa * clean_loss + (1.0 - kappa) * verified_loss), logits, worst
 
 
-def make_train_step(model: keras.Model, defense: Defense, seed: int):
+def update_average(
+    averages: list[tf.Variable], weights: list[tf.Variable], decay: tf.Tensor
+) -> None:
+    """One step of the exponential moving average of the weights:
+    ``average <- decay * average + (1 - decay) * weight``, for each weight tensor."""
+    for average, weight in zip(averages, weights, strict=True):
+        average.assign(decay * average + (1.0 - decay) * weight)
+
+
+def average_decay(weight_average: float, step: tf.Tensor) -> tf.Tensor:
+    """The decay of the weight average at optimisation step ``step`` (0, 1, ...):
+    ``weight_average``, but smaller during the first steps, ``(1 + step) / (10 + step)``, so
+    that the average does not stay near the random initial weights."""
+    return tf.minimum(weight_average, (1.0 + step) / (10.0 + step))
+
+
+def make_train_step(
+    model: keras.Model,
+    defense: Defense,
+    seed: int,
+    averages: list[tf.Variable] | None = None,
+    weight_average: float = 0.0,
+):
     """Compile one optimisation step: ``step(x, y_onehot, progress) -> (loss, clean correct,
     number clean, adversarial correct, number adversarial)``, ``progress`` the share of
     training done (0..1). The batch's adversarial images come from
     :func:`adversarial_examples` (the first ``adv_fraction`` of it) or, for TRADES,
-    :func:`trades_examples` (all of it); the weights take one step on
-    :func:`training_loss`. IBP takes its step on :func:`ibp_loss` instead, and its
-    "adversarial correct" counts the images its bounds certify."""
+    :func:`trades_examples` (all of it), at the budget :func:`eps_at` gives; the weights
+    take one step on :func:`training_loss`. IBP takes its step on :func:`ibp_loss` instead,
+    and its "adversarial correct" counts the images its bounds certify. With
+    ``averages`` (one variable per trainable weight), each step also updates their moving
+    average with decay ``weight_average`` (:func:`update_average`)."""
     net = logits_model(model)
     optimizer = model.optimizer
     optimizer.build(net.trainable_variables)
@@ -303,15 +360,18 @@ def make_train_step(model: keras.Model, defense: Defense, seed: int):
 
     label_spec = tf.TensorSpec([None, NUM_CLASSES], tf.float32)
 
+    n_steps = tf.Variable(0.0, trainable=False)  # optimisation steps taken
+
     @tf.function(input_signature=[image_spec, label_spec, tf.TensorSpec([], tf.float32)])
     def step(x: tf.Tensor, y: tf.Tensor, progress: tf.Tensor):
+        eps = eps_at(defense, progress)
         if defense.kind == "trades":
             steps, rel_step, _ = defense.attack()
-            x_adv = trades_examples(net, x, defense.eps, steps, rel_step * defense.eps, rng)
+            x_adv = trades_examples(net, x, eps, steps, rel_step * eps, rng)
         elif defense.kind not in ("none", "ibp"):
             n = tf.cast(tf.shape(x)[0], tf.float32)
             n_adv = tf.cast(tf.round(defense.adv_fraction * n), tf.int32)
-            x_adv = adversarial_examples(model, x[:n_adv], y[:n_adv], defense, rng)
+            x_adv = adversarial_examples(model, x[:n_adv], y[:n_adv], defense, rng, eps)
         else:
             x_adv = x[:0]
         with tf.GradientTape() as tape:
@@ -322,6 +382,10 @@ def make_train_step(model: keras.Model, defense: Defense, seed: int):
                 loss, logits, adv_logits = training_loss(net, x, x_adv, y, defense)
         grads = tape.gradient(loss, net.trainable_variables)
         optimizer.apply(grads, net.trainable_variables)
+        if averages is not None:
+            decay = average_decay(weight_average, n_steps)
+            update_average(averages, net.trainable_variables, decay)
+        n_steps.assign_add(1.0)
         labels = tf.argmax(y, 1)
         n_clean, n_adv = tf.shape(logits)[0], tf.shape(adv_logits)[0]
         # the clean logits belong to the batch's last n_clean labels, the adversarial to its first
@@ -403,6 +467,25 @@ def run_epoch(
     return record
 
 
+@contextlib.contextmanager
+def averaged_weights(
+    weights: list[tf.Variable], averages: list[tf.Variable] | None
+) -> Iterator[None]:
+    """Inside the ``with`` block the model holds the averaged weights (nothing changes when
+    ``averages`` is ``None``); after it, its training weights again."""
+    if averages is None:
+        yield
+        return
+    saved = [w.numpy() for w in weights]
+    for weight, average in zip(weights, averages, strict=True):
+        weight.assign(average)
+    try:
+        yield
+    finally:
+        for weight, value in zip(weights, saved, strict=True):
+            weight.assign(value)
+
+
 def train_model(
     model: keras.Model,
     x_train: np.ndarray,
@@ -414,6 +497,7 @@ def train_model(
     lr_schedule: Schedule = "constant",
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     monitor: Monitor = NO_MONITOR,
+    weight_average: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, list[float]]:
@@ -423,20 +507,24 @@ def train_model(
     ``x_train``: images ``(n, 28, 28, 1)`` in [0, 1]; ``y_train``: labels (int or one-hot);
     ``lr_schedule``: ``"constant"``, ``"cosine"`` or ``"one_cycle"`` (:func:`learning_rate_at`),
     applied per step to the compiled learning rate; ``validation_data``: ``(x_val, y_val)``,
-    measured after every epoch as ``monitor`` says; ``seed``: shuffling and random starts.
+    measured after every epoch as ``monitor`` says; ``weight_average``: the decay of a moving
+    average of the weights (e.g. 0.999; 0: none), which is then what the monitor measures
+    and what the model holds at the end; ``seed``: shuffling and random starts.
 
     Returns ``{"loss", "accuracy", "adv_accuracy", "val_accuracy", "val_fgsm_accuracy",
     "val_pgd_accuracy", "epoch_seconds", "best_epoch"}`` -> one float per epoch (keys only
     where they apply). Accuracies are fractions in [0, 1]; ``accuracy`` is on the clean part
     of the batches (absent when all are adversarial), ``adv_accuracy`` on the rest.
     """
-    check_training_settings(epochs, batch_size, defense, lr_schedule, monitor)
+    check_training_settings(epochs, batch_size, defense, lr_schedule, monitor, weight_average)
     if validation_data is None and (monitor.eps is not None or monitor.restore_best):
         raise ValueError("a monitor needs validation_data")
     x_train, y_onehot = _checked_data(x_train, y_train, "train")
     if validation_data is not None:
         x_val, y_val = _checked_data(*validation_data, "val")
-    step = make_train_step(model, defense, seed)
+    weights = logits_model(model).trainable_variables
+    averages = [tf.Variable(w, trainable=False) for w in weights] if weight_average else None
+    step = make_train_step(model, defense, seed, averages, weight_average)
     batches = shuffled_batches(x_train, y_onehot, batch_size, seed)
     steps_per_epoch = -(-len(x_train) // batch_size)
     base_lr = float(model.optimizer.learning_rate.numpy())
@@ -452,14 +540,18 @@ def train_model(
             first_step=epoch * steps_per_epoch, bar=bar, total_steps=epochs * steps_per_epoch,
         )  # fmt: skip
         if validation_data is not None:
-            record.update(validation_metrics(model, x_val, y_val, monitor, seed))
+            with averaged_weights(weights, averages):  # the monitor measures the model kept
+                record.update(validation_metrics(model, x_val, y_val, monitor, seed))
+                if monitor.restore_best and record[monitor.restore_best] > best_score:
+                    best_score, best_weights = record[monitor.restore_best], model.get_weights()
+                    history["best_epoch"] = [float(epoch + 1)]
         for key, value in record.items():
             history.setdefault(key, []).append(float(value))
-        if monitor.restore_best and record[monitor.restore_best] > best_score:
-            best_score, best_weights = record[monitor.restore_best], model.get_weights()
-            history["best_epoch"] = [float(epoch + 1)]
         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch_seconds"})
     bar.close()
+    if averages is not None:
+        for weight, average in zip(weights, averages, strict=True):
+            weight.assign(average)
     if best_weights is not None:
         model.set_weights(best_weights)
     model.optimizer.learning_rate.assign(base_lr)

@@ -24,7 +24,9 @@ def test_labels_and_course_order_come_from_one_table():
 
 
 def test_describe_states_the_recipe():
-    assert "PGD-3 examples at ε=0.25" in registry.describe("pgd_at")
+    text = registry.describe("pgd_at")
+    assert "PGD-5 examples at ε=0.3" in text and "ramped up over the first 30%" in text
+    assert "moving average of its weights (decay 0.999)" in text
     assert "clean images only" in registry.describe("standard")
 
 
@@ -43,7 +45,7 @@ def test_train_recipe_records_what_ran(small_mnist):
         "rel_step": None,
         "adv_fraction": 1.0,
         "beta": 6.0,  # every field of the Defense is recorded, TRADES' weight too
-        "ramp": 0.5,  # and IBP's
+        "ramp": 0.0,  # and the ε ramp's
     }
     assert settings["epochs"] == 1 and settings["n_train"] == 180 and settings["seed"] == 0
     assert len(history["loss"]) == 1 and "adv_accuracy" in history

@@ -9,6 +9,8 @@ from helpers.model import build_cnn, logits_model
 from helpers.training import (
     Defense,
     Monitor,
+    average_decay,
+    eps_at,
     ibp_loss,
     ibp_schedule,
     kl_divergence,
@@ -133,6 +135,9 @@ def test_fgsm_training_makes_the_model_resist_fgsm(small_mnist, trained_cnn):
         ({"defense": Defense("pgd", steps=0)}, "steps"),
         ({"defense": Defense("trades", steps=2, beta=-1.0)}, "beta"),
         ({"defense": Defense("ibp", ramp=0.0)}, "ramp"),
+        ({"defense": Defense("pgd", steps=2, ramp=1.5)}, "ramp"),
+        ({"weight_average": 1.0}, "weight_average"),
+        ({"weight_average": -0.1}, "weight_average"),
         ({"monitor": Monitor(certified=True)}, "budget"),
         ({"monitor": Monitor(eps=0.1)}, "validation_data"),
         ({"monitor": Monitor(pgd_steps=3)}, "budget"),
@@ -284,3 +289,49 @@ def test_ibp_training_makes_the_model_provably_robust(small_mnist):
         assert len(history["val_certified_accuracy"]) == 4
         certified[kind] = certify.certified_accuracy(model, d.x_test, d.y_test, 0.05)
     assert certified["ibp"] > 0.3 > 0.05 > certified["none"], certified
+
+
+def test_eps_ramps_up_linearly_then_stays():
+    ramped = Defense("pgd", eps=0.3, steps=5, ramp=0.3)
+    for progress, eps in ((0.0, 0.0), (0.15, 0.15), (0.3, 0.3), (0.9, 0.3)):
+        assert float(eps_at(ramped, tf.constant(progress))) == pytest.approx(eps, abs=1e-6)
+    assert float(eps_at(Defense("pgd", eps=0.3, steps=5), tf.constant(0.0))) == pytest.approx(0.3)
+
+
+def test_ramped_training_attacks_with_the_ramped_budget(random_images, monkeypatch):
+    """The first step of a ramped run attacks at ε = 0; without the ramp, at the full ε."""
+    x, y = random_images
+    original = attacks.pgd_step
+
+    def spy(model, x0, x_adv, y_onehot, eps, step_size, direction=1.0):
+        tf.debugging.assert_less_equal(tf.cast(eps, tf.float32), 1e-6, "ε must start at 0")
+        return original(model, x0, x_adv, y_onehot, eps, step_size, direction)
+
+    monkeypatch.setattr("helpers.training.pgd_step", spy)
+    kwargs = {"epochs": 1, "batch_size": len(x), "progress": False}  # one step, progress 0
+    defense = Defense("pgd", eps=0.3, steps=1, adv_fraction=1.0, ramp=1.0)
+    train_model(build_cnn(), x, y, defense=defense, **kwargs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must start at 0"):
+        train_model(build_cnn(), x, y, defense=defense._replace(ramp=0.0), **kwargs)
+
+
+def test_average_decay_starts_small_and_reaches_the_setting():
+    assert float(average_decay(0.999, tf.constant(0.0))) == pytest.approx(0.1)
+    assert float(average_decay(0.999, tf.constant(1e6))) == pytest.approx(0.999)
+
+
+def test_weight_average_keeps_the_average_and_the_monitor_measures_it(small_mnist):
+    d = small_mnist
+    kept = []
+    for average in (0.0, 0.9):
+        set_seed(0)
+        model = build_cnn()
+        history = train_model(
+            model, d.x_train[:600], d.y_train[:600], epochs=2, progress=False, seed=0,
+            validation_data=(d.x_val, d.y_val), weight_average=average,
+        )  # fmt: skip
+        # the model holds what the monitor measured after the last epoch
+        assert accuracy(model, d.x_val, d.y_val) == pytest.approx(history["val_accuracy"][-1])
+        kept.append(model.get_weights())
+    # the same run, the same last weights: the average differs from them, and from the start
+    assert not all(np.allclose(a, b) for a, b in zip(*kept, strict=True))

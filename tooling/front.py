@@ -28,24 +28,35 @@ from helpers.autoattack import autoattack
 from helpers.data import prepare_mnist
 from helpers.evaluation import accuracy
 from helpers.paths import write_atomically
-from helpers.training import Defense
+from helpers.training import Defense, Monitor
+
+
+def _old(kind: str, **defense: Any) -> dict[str, Any]:
+    """Changes for a candidate on the robust recipe as it was before the ε ramp and the
+    weight average: no ramp, no average, the best epoch by validation PGD kept."""
+    return {
+        "defense": Defense(kind, **defense),
+        "weight_average": 0.0,
+        "monitor": Monitor(eps=EPS, pgd_steps=10, restore_best="val_pgd_accuracy"),
+    }
+
 
 #: Each candidate: a recipe of :data:`helpers.registry.MODELS` (its build, schedule and
 #: monitor), its epochs, and the training settings it changes.
-CANDIDATES: dict[str, tuple[str, int, dict[str, Any]]] = {
-    "trades_b6_e30_k3": ("pgd_at", 8, {"defense": Defense("trades", eps=0.3, steps=3, beta=6.0)}),
-    "trades_b3_e30_k3": ("pgd_at", 8, {"defense": Defense("trades", eps=0.3, steps=3, beta=3.0)}),
-    "trades_b1_e30_k3": ("pgd_at", 8, {"defense": Defense("trades", eps=0.3, steps=3, beta=1.0)}),
-    "trades_b6_e30_k5_12ep": (
-        "pgd_at", 12, {"defense": Defense("trades", eps=0.3, steps=5, beta=6.0)}
-    ),
-    "trades_b1_e25_k3": (
-        "trades_at", 8, {"defense": Defense("trades", eps=0.25, steps=3, beta=1.0)}
-    ),
-    "trades_b3_e25_k3": (
-        "trades_at", 8, {"defense": Defense("trades", eps=0.25, steps=3, beta=3.0)}
-    ),
-    "pgd3_e30": ("pgd_at", 8, {"defense": Defense("pgd", eps=0.3, steps=3, adv_fraction=1.0)}),
+CANDIDATES: dict[str, tuple[str, int | None, dict[str, Any]]] = {
+    # the course's robust recipes as they are (epochs None: the recipe's)
+    "pgd_at": ("pgd_at", None, {}),
+    "trades_at": ("trades_at", None, {}),
+    # earlier candidates, on the recipe they were run with (no ramp, no weight average,
+    # the best epoch by validation PGD kept)
+    "trades_b6_e30_k3": ("pgd_at", 8, _old("trades", eps=0.3, steps=3, beta=6.0)),
+    "trades_b3_e30_k3": ("pgd_at", 8, _old("trades", eps=0.3, steps=3, beta=3.0)),
+    "trades_b1_e30_k3": ("pgd_at", 8, _old("trades", eps=0.3, steps=3, beta=1.0)),
+    "trades_b6_e30_k5_12ep": ("pgd_at", 12, _old("trades", eps=0.3, steps=5, beta=6.0)),
+    "trades_b1_e25_k3": ("trades_at", 8, _old("trades", eps=0.25, steps=3, beta=1.0)),
+    "trades_b3_e25_k3": ("trades_at", 8, _old("trades", eps=0.25, steps=3, beta=3.0)),
+    "pgd3_e30": ("pgd_at", 8, _old("pgd", eps=0.3, steps=3, adv_fraction=1.0)),
+    "pgd3_e25": ("pgd_at", 8, _old("pgd", eps=EPS, steps=3, adv_fraction=1.0)),
     "standard_12ep": ("standard", 12, {}),
     "fgsm_at_10ep": ("fgsm_at", 10, {}),
 }  # fmt: skip
