@@ -20,6 +20,10 @@ _PALETTE = sns.color_palette("colorblind", 10)
 _MARKERS = "osD^vPX*"
 # A model's colour: the palette without its grey and yellow (chance lines, low contrast).
 _MODEL_COLOURS = [_PALETTE[i] for i in (0, 1, 2, 3, 4, 5, 6, 9)]
+#: Lines that belong to no course model (a setting, a published figure, a bound): greys,
+#: so that none is taken for a model, each with its own marker and line style.
+_NEUTRAL_COLOURS = ("black", "0.4", "0.6", "0.72")
+_NEUTRAL_LINES = ("-", "--", "-.", ":")
 #: Marks a wrong prediction in a title, beside its colour (which not everyone can see).
 WRONG = "✗"
 
@@ -36,6 +40,16 @@ def model_style(label: str) -> dict[str, object]:
         return {}
     i = max(owners, key=lambda j: len(labels[j]))  # the most specific label that fits
     return {"color": _MODEL_COLOURS[i % len(_MODEL_COLOURS)], "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def neutral_style(i: int) -> dict[str, object]:
+    """The colour, marker and line style of the ``i``-th line in a figure that belongs to no
+    course model: a grey (never a model's colour), with a marker and a line style of its own."""
+    return {
+        "color": _NEUTRAL_COLOURS[i % len(_NEUTRAL_COLOURS)],
+        "marker": _MARKERS[i % len(_MARKERS)],
+        "ls": _NEUTRAL_LINES[i % len(_NEUTRAL_LINES)],
+    }
 
 
 def attack_linestyle(label: str) -> str:
@@ -162,6 +176,21 @@ def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], ncols: int = 2) 
     return fig
 
 
+def representative_indices(survived: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` indices drawn at random (seeded) so that the share of them with ``survived``
+    (a boolean per image, e.g. "still correct under the attack") is as close as ``n``
+    allows to the share among all images: a gallery of ``n`` that shows the attack as
+    strong as it was measured. Sorted; fewer only if there are fewer than ``n`` images."""
+    survived = np.asarray(survived, dtype=bool)
+    rng = np.random.default_rng(seed)
+    kept, fooled = np.flatnonzero(survived), np.flatnonzero(~survived)
+    n = min(n, len(survived))
+    n_kept = min(round(n * survived.mean()) if len(survived) else 0, len(kept))
+    n_kept = max(n_kept, n - len(fooled))  # too few fooled images: take more that survived
+    chosen = [rng.choice(kept, n_kept, replace=False), rng.choice(fooled, n - n_kept, False)]
+    return np.sort(np.concatenate(chosen))
+
+
 def plot_adversarial_examples(
     x: np.ndarray,
     x_adv: np.ndarray,
@@ -170,14 +199,18 @@ def plot_adversarial_examples(
     y_true: np.ndarray,
     n: int = 6,
     title: str | None = None,
+    indices: Sequence[int] | None = None,
 ) -> Figure:
     """Columns of clean image / perturbation / adversarial image, with predictions.
 
-    Titles give the predicted digit and its probability; red and ✗ mark a wrong prediction.
-    The perturbation is shown on a blue-red scale centred on 0.
+    Shows the images at ``indices`` (e.g. :func:`representative_indices`), or the first
+    ``n``. Titles give the predicted digit and its probability; red and ✗ mark a wrong
+    prediction. The perturbation is shown on a blue-red scale centred on 0.
     """
-    x, x_adv = _as_2d(x)[:n], _as_2d(x_adv)[:n]
-    y_true = to_int_labels(y_true)[:n]
+    shown = np.arange(min(n, len(x))) if indices is None else np.asarray(indices, dtype=int)
+    x, x_adv = _as_2d(x)[shown], _as_2d(x_adv)[shown]
+    probs_clean, probs_adv = np.asarray(probs_clean)[shown], np.asarray(probs_adv)[shown]
+    y_true = to_int_labels(y_true)[shown]
     n = len(x)
     delta = x_adv - x
     bound = float(np.abs(delta).max()) or 1.0
@@ -216,18 +249,25 @@ def plot_accuracy_vs_epsilon(
 
     A label that starts with a course model's name (``"standard CNN, PGD-40"``) gets that
     model's colour and marker (:func:`model_style`) and its attack's line style
-    (:func:`attack_linestyle`). ``references`` are single published points
-    ``{label: (eps, accuracy)}``, drawn as stars.
+    (:func:`attack_linestyle`); any other curve a grey of its own (:func:`neutral_style`).
+    ``references`` are single published points ``{label: (eps, accuracy)}``, of no course
+    model: a black star, then other grey marks.
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    others = 0
     for label, curve in curves.items():
         eps = np.array([float(k) for k in curve])
         acc = np.array(list(curve.values()))
         order = np.argsort(eps)
-        style = {"marker": "o", **model_style(label), "ls": attack_linestyle(label)}
+        style = model_style(label)
+        if not style:
+            style, others = neutral_style(others), others + 1
+        style = {**style, "ls": attack_linestyle(label)}
         ax.plot(eps[order], acc[order], ms=4, label=label, **style)
-    for label, (eps, acc) in (references or {}).items():
-        ax.plot([eps], [acc], marker="*", ms=13, ls="none", label=label)
+    for i, (label, (eps, acc)) in enumerate((references or {}).items()):
+        color, marker = _NEUTRAL_COLOURS[i % 2], "*XP"[i % 3]
+        ax.plot([eps], [acc], marker=marker, ms=13 if marker == "*" else 10, ls="none",
+                color=color, label=label)  # fmt: skip
     if chance:
         ax.axhline(1 / NUM_CLASSES, color="gray", ls=":", lw=1, label="chance (10%)")
     ax.set(xlabel="ε (L∞ budget, pixels in [0, 1])", ylabel="accuracy", ylim=(0, 1.02))
@@ -245,12 +285,21 @@ def plot_series(
     title: str,
     hlines: Mapping[str, float] | None = None,
 ) -> Figure:
-    """A few named series against a common x axis, with optional labelled horizontal lines."""
+    """A few named series against a common x axis, with optional labelled horizontal lines.
+
+    A series named after a course model (:func:`model_style`) takes that model's colour and
+    marker; any other a grey, a marker and a line style of its own (:func:`neutral_style`),
+    so that no series is taken for a model it is not. The horizontal lines are thin and
+    unmarked."""
     fig, ax = plt.subplots(figsize=(7.5, 5.0), layout="constrained")
+    others = 0
     for label, values in series.items():
-        ax.plot(x, values, marker="o", label=label)
+        style = model_style(label)
+        if not style:
+            style, others = neutral_style(others), others + 1
+        ax.plot(x, values, ms=6, label=label, **style)
     for label, y in (hlines or {}).items():
-        ax.axhline(y, color="gray", ls="--", lw=1, label=label)
+        ax.axhline(y, color="0.5", ls=(0, (5, 3)), lw=1, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 1.02))
     # Below the axes, so that no curve is hidden behind the legend.
     fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
@@ -341,7 +390,7 @@ def plot_robustness_during_training(
     for i, (label, history) in enumerate(histories.items()):
         if "val_pgd_accuracy" not in history:
             continue
-        style = model_style(label) or {"color": _PALETTE[i % 10], "marker": "o"}
+        style = model_style(label) or {k: v for k, v in neutral_style(i).items() if k != "ls"}
         epochs = np.arange(1, len(history["val_pgd_accuracy"]) + 1)
         pgd_ls, fgsm_ls = _ATTACK_STYLE["pgd"][2], _ATTACK_STYLE["fgsm"][2]
         ax.plot(epochs, history["val_pgd_accuracy"], ls=pgd_ls, label=f"{label}: PGD", **style)
@@ -363,23 +412,30 @@ def plot_attack_effort(
     title: str = "Has the attack converged?",
 ) -> Figure:
     """PGD accuracy against its number of steps (left) and restarts (right), one line per
-    model (``{model: result of helpers.robustness.attack_effort}``); the configured
-    setting (``steps``, ``restarts``) is marked by a vertical line. Flat lines to the right
-    of the mark mean more effort would not find more adversarial examples."""
-    fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
+    model (``{model: result of helpers.robustness.attack_effort or converge_attack}``); the
+    headline's setting (``steps``, ``restarts``) is marked by a vertical line. Each model's
+    legend entry names what its line held fixed: a :func:`~helpers.robustness.converge_attack`
+    result was measured at the setting it converged at (its ``"steps"`` and ``"restarts"``),
+    which may be stronger than the headline's. Flat lines to the right of the mark mean
+    more effort would not find more adversarial examples."""
+    fig, (ax_s, ax_r) = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
     for i, (label, effort) in enumerate(efforts.items()):
-        style = model_style(label) or {"color": _PALETTE[i % 10], "marker": "o"}
+        style = model_style(label) or neutral_style(i)
+        at_steps, at_restarts = effort.get("steps", steps), effort.get("restarts", restarts)
+        entry = f"{label}: left at {at_restarts} restarts, right at {at_steps} steps each"
         for ax, key in ((ax_s, "by_steps"), (ax_r, "by_restarts")):
             xs = [int(k) for k in effort[key]]
-            ax.plot(xs, list(effort[key].values()), ms=4, label=label, **style)
-    ax_s.axvline(steps, color="gray", ls="--", lw=1)
+            ax.plot(xs, list(effort[key].values()), ms=4, label=entry, **style)
+    headline = f"the headline's setting: {steps} steps, {restarts} restarts"
+    ax_s.axvline(steps, color="gray", ls="--", lw=1, label=headline)
     ax_r.axvline(restarts, color="gray", ls="--", lw=1)
-    ax_s.set(xlabel=f"PGD steps ({restarts} restarts)", ylabel="accuracy", ylim=(0, 1.02))
-    ax_r.set(xlabel=f"random restarts ({steps} steps each, more where that had not converged)")
+    ax_s.set(xlabel="PGD steps", ylabel="accuracy", ylim=(0, 1.02))
+    ax_r.set(xlabel="random restarts")
     ax_r.xaxis.get_major_locator().set_params(integer=True)
-    ax_r.legend(fontsize=9, loc="lower left")
+    handles, labels = ax_s.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=2, fontsize=8.5, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * -(-len(labels) // 2), 1, 1))
     return fig
 
 
@@ -441,7 +497,7 @@ def plot_tradeoff(
     for family, labels in families.items():
         robust = np.array([points[label]["robust"] for label in labels])
         clean = np.array([points[label]["clean"] for label in labels])
-        xerr = None if n_attacked is None else 1.96 * np.sqrt(robust * (1 - robust) / n_attacked)
+        xerr = None if n_attacked is None else _wilson_bars(robust, n_attacked)
         sweep = len(labels) > 1
         style = {"marker": "o", **model_style(family)}
         ax.errorbar(
@@ -463,26 +519,101 @@ def plot_tradeoff(
     return fig
 
 
+def _wilson_bars(shares: np.ndarray, n: int) -> np.ndarray:
+    """Error bars ``(2, len(shares))`` (below, above) of shares measured on ``n`` images:
+    their 95% Wilson intervals (:func:`helpers.robustness.wilson_interval`)."""
+    from helpers.robustness import wilson_interval  # imported here: it needs TensorFlow
+
+    ends = np.array([wilson_interval(round(s * n), n) for s in np.atleast_1d(shares)])
+    return np.clip(np.stack([shares - ends[:, 0], ends[:, 1] - shares]), 0, None)
+
+
+def plot_accuracy_by_class(
+    by_class: Mapping[str, Sequence[float]],
+    counts: Sequence[int] | None = None,
+    title: str = "Robust accuracy per digit",
+    ylabel: str = "robust accuracy",
+) -> Figure:
+    """Per digit 0-9, one mark per model (``{label: (10,) accuracies}``), side by side, in
+    the model's colour and marker (:func:`model_style`). ``counts``: how many images of each
+    digit the accuracies were measured on, for 95% Wilson intervals as vertical bars."""
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    digits = np.arange(NUM_CLASSES)
+    width = 0.7 / max(len(by_class), 1)
+    for i, (label, values) in enumerate(by_class.items()):
+        values = np.asarray(values, dtype=float)
+        style = model_style(label) or {k: v for k, v in neutral_style(i).items() if k != "ls"}
+        yerr = None
+        if counts is not None:
+            yerr = np.hstack([
+                _wilson_bars(v, int(c)) if c else np.full((2, 1), np.nan)
+                for v, c in zip(values, counts, strict=True)
+            ])  # fmt: skip
+        offset = (i - (len(by_class) - 1) / 2) * width
+        ax.errorbar(
+            digits + offset, values, yerr=yerr, ls="none", ms=6, capsize=2, elinewidth=1,
+            label=label, **style,
+        )  # fmt: skip
+    for edge in digits[:-1] + 0.5:
+        ax.axvline(edge, color="0.85", lw=0.8)
+    ax.grid(axis="x", visible=False)
+    ax.set(xticks=digits, xlabel="true digit", ylabel=ylabel, ylim=(-0.02, 1.02), title=title)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncols=4)
+    fig.tight_layout()
+    return fig
+
+
+#: The directions of :func:`plot_loss_along_directions`: a name and the line style of the
+#: attack that moves that way (FGSM dashed, random noise dotted, PGD solid).
+_DIRECTION_STYLE = {"gradient sign": "--", "random sign": ":", "towards PGD": "-"}
+
+
+def plot_loss_along_directions(
+    losses: Mapping[str, Mapping[str, Mapping[str, float]]],
+    title: str = "The loss along three directions from each test image",
+) -> Figure:
+    """One panel per model (``{label: {direction: {t_key: mean loss}}}``, see
+    :func:`helpers.robustness.loss_along_directions`): the mean loss against the distance t
+    moved along each direction, in the model's colour, one line style per direction (as the
+    attack that moves that way). The panels share their y axis."""
+    n = len(losses)
+    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 4.0), sharey=True, squeeze=False)
+    for ax, (label, by_direction) in zip(axes.flat, losses.items(), strict=True):
+        style = model_style(label) or {"color": "black"}
+        for j, (direction, curve) in enumerate(by_direction.items()):
+            t = np.array([float(k) for k in curve])
+            ax.plot(
+                t, list(curve.values()), color=style["color"], marker=_MARKERS[j], ms=4,
+                ls=_DIRECTION_STYLE.get(direction, "-."), label=direction,
+            )  # fmt: skip
+        ax.set(title=label, xlabel="distance moved t (L∞)")
+        ax.legend(fontsize=9, loc="upper left")
+    axes[0, 0].set_ylabel("mean cross-entropy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_certified_band(
     bounds: Mapping[str, Mapping[str, Mapping[str, float]]],
     title: str = "Robust accuracy lies between the proof and the attack",
 ) -> Figure:
     """One panel per model (``{model: {"attacked": {eps_key: acc}, "certified": {...}}}``):
-    the attacks' accuracy (an upper bound, solid, circles) and the certified accuracy (a
-    lower bound, dashed, squares) against ε, the band between them shaded: the true robust
-    accuracy lies somewhere inside it."""
+    the attacks' accuracy (an upper bound, solid, black circles) and the certified accuracy
+    (a lower bound, dashed, grey squares) against ε, the band between them shaded grey: the
+    true robust accuracy lies somewhere inside it. Bounds, not models: no model's colour."""
     n = len(bounds)
     ncols = min(n, 3)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), sharex=True, sharey=True, squeeze=False
     )
-    upper_color, lower_color = sns.color_palette("colorblind", 2)
+    upper_color, lower_color = _NEUTRAL_COLOURS[:2]
     for ax, (model, both) in zip(axes.flat, bounds.items(), strict=False):
         eps = np.array([float(k) for k in both["attacked"]])
         upper = np.array(list(both["attacked"].values()))
         lower = np.array([both["certified"][k] for k in both["attacked"]])
-        ax.fill_between(eps, lower, upper, color=upper_color, alpha=0.15, label="unknown")
+        ax.fill_between(eps, lower, upper, color="0.5", alpha=0.18, label="unknown")
         ax.plot(eps, upper, color=upper_color, marker="o", label="attacked (upper bound)")
         ax.plot(eps, lower, color=lower_color, marker="s", ls="--", label="certified (lower bound)")
         ax.set(title=model, ylim=(0, 1.02))

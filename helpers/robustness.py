@@ -31,11 +31,16 @@ from typing import Any, Literal, NamedTuple
 import keras
 import numpy as np
 
+from helpers import engine
 from helpers.attacks import (
     PGD_REL_STEP,
     PGD_STEPS,
+    apply_signs,
+    attack_inputs,
     effort_accuracy,
     fgsm,
+    fgsm_signs,
+    per_example_loss,
     pgd,
     pgd_effort,
     pgd_highest_loss,
@@ -43,7 +48,13 @@ from helpers.attacks import (
 )
 from helpers.autoattack import APGD_STEPS, QUERIES, TARGETS, autoattack
 from helpers.data import NUM_CLASSES, to_int_labels, validate_images
-from helpers.evaluation import accuracy, eps_key, fgsm_accuracy_curve, worst_case_accuracy
+from helpers.evaluation import (
+    accuracy,
+    eps_key,
+    fgsm_accuracy_curve,
+    predict_labels,
+    worst_case_accuracy,
+)
 
 #: The attacks of a curve, weakest idea first; "worst_case" combines them.
 ATTACKS: tuple[str, ...] = ("noise", "transfer", "fgsm", "pgd")
@@ -56,6 +67,35 @@ class Check(NamedTuple):
     model: str
     passed: bool
     detail: str
+
+
+# --- how sure is a number measured on a subset? -------------------------------------------
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval ``(lower, upper)`` of a share measured as ``k`` successes
+    out of ``n`` (95% for ``z = 1.96``): where the share over all images lies, given that
+    only ``n`` of them were measured. Unlike ``p ± z·sqrt(p(1 - p)/n)`` it stays inside
+    [0, 1] and does not shrink to nothing at 0% or 100% (Exercise 6.3 writes it)."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    p = k / n
+    centre = p + z**2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return (centre - spread) / (1 + z**2 / n), (centre + spread) / (1 + z**2 / n)
+
+
+def margin(share: float, n: int, z: float = 1.96) -> float:
+    """The ± of a share (e.g. an accuracy in [0, 1]) measured on ``n`` images: the larger
+    distance from it to an end of its :func:`wilson_interval`, so that ``share ± margin``
+    covers the whole interval (at 0% on 1,000 images: ±0.4 points, not ±0)."""
+    low, high = wilson_interval(round(share * n), n, z)
+    return max(share - low, high - share)
+
+
+def pct_with_margin(share: float, n: int) -> str:
+    """A share measured on ``n`` images with its 95% margin, in points: ``"88.7% ±2.0"``."""
+    return f"{100 * share:.1f}% ±{100 * margin(share, n):.1f}"
 
 
 def transfer_examples(
@@ -411,6 +451,48 @@ def strengthen_headline(
             rel_step=rel_step, seed=seed,
         )  # fmt: skip
     return result
+
+
+def correct_under_every_attack(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, battery: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """Per image, the worst case over the attacks: ``True`` where ``model`` classifies the
+    clean image ``x`` *and* every adversarial version of it in ``battery`` (``{attack:
+    images of the shape of x}``, e.g. a :class:`Headline`'s) correctly. A boolean array
+    ``(n,)``; its mean is the robust accuracy."""
+    labels = to_int_labels(y)
+    correct = predict_labels(model, validate_images(x)) == labels
+    for attack, images in battery.items():
+        if images.shape != x.shape:
+            raise ValueError(f"{attack}: adversarial images {images.shape} != clean {x.shape}")
+        correct &= predict_labels(model, images) == labels
+    return correct
+
+
+def accuracy_by_class(correct: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The share of ``correct`` (booleans, one per image) within each true digit ``y``:
+    ``(10,)`` in [0, 1], ``nan`` for a digit with no image."""
+    correct, labels = np.asarray(correct, dtype=bool), to_int_labels(y)
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    hits = np.bincount(labels, weights=correct, minlength=NUM_CLASSES)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+
+
+def robust_accuracy_by_class(
+    models: Mapping[str, keras.Model],
+    x: np.ndarray,
+    y: np.ndarray,
+    batteries: Mapping[str, Mapping[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """Robust accuracy per true digit for every model: ``{model: (10,)}``, the
+    :func:`accuracy_by_class` of :func:`correct_under_every_attack` over its battery
+    (``batteries[model]``, made on the headline images ``x``). The mean over the digits,
+    weighted by their counts, is the headline's robust accuracy."""
+    return {
+        name: accuracy_by_class(correct_under_every_attack(model, x, y, batteries[name]), y)
+        for name, model in models.items()
+    }
 
 
 #: Published MNIST models at ε = 0.3 under the standard AutoAttack, all trained on GPUs
@@ -808,6 +890,59 @@ def label_leaking(
     }
 
 
+# --- the loss around the test images ----------------------------------------------------
+
+
+def mean_loss(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """The mean cross-entropy (taken on the logits, as the attacks do) of ``model`` on
+    images ``x`` ``(n, 28, 28, 1)`` in [0, 1] with labels ``y``."""
+    x, y_onehot = attack_inputs(model, x, y)
+    (losses,) = engine.in_batches(model, per_example_loss, [x, y_onehot])
+    return float(losses.mean())
+
+
+def loss_along_directions(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    points: int = 11,
+    steps: int = PGD_STEPS,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """How the loss rises as each image moves away from itself along three directions:
+    the mean cross-entropy of ``model`` at ``clip(x + t·d, 0, 1)`` for ``points`` values
+    of t from 0 to ``eps``, with d per image
+
+    - ``"gradient sign"``: the sign of the loss's gradient at x, FGSM's direction (at
+      t = eps the FGSM image);
+    - ``"random sign"``: random signs, seeded (at t = eps the image of
+      :func:`helpers.attacks.random_sign_noise` with the same ``seed``);
+    - ``"towards PGD"``: ``(x_pgd - x) / eps``, towards the highest-loss image PGD found
+      within ``eps`` (:func:`helpers.attacks.pgd_highest_loss`, ``steps`` steps).
+
+    At t = 0 every direction gives the clean loss. Near it no direction within the budget
+    climbs faster than the gradient sign (that is what the gradient says); a direction that
+    ends far higher shows a loss surface that curves away from the straight line FGSM
+    assumes. Returns ``{direction: {t_key: mean loss}}`` (keys as :func:`eps_key`).
+    """
+    if not 0 < eps <= 1:
+        raise ValueError(f"eps must be in (0, 1], got {eps}")
+    x, labels = validate_images(x), to_int_labels(y)
+    towards = pgd_highest_loss(model, x, labels, eps, steps=steps, seed=seed)
+    directions = {
+        "gradient sign": fgsm_signs(model, x, labels),
+        "random sign": np.random.default_rng(seed).choice(np.float32([-1, 1]), size=x.shape),
+        "towards PGD": (towards - x) / np.float32(eps),
+    }
+    ts = np.linspace(0.0, eps, points)
+    return {  # apply_signs(x, d, t) = clip(x + t·d, 0, 1), for any d in [-1, 1]
+        name: {eps_key(t): mean_loss(model, apply_signs(x, d, t), labels) for t in ts}
+        for name, d in directions.items()
+    }
+
+
 # --- tables -----------------------------------------------------------------------------
 
 
@@ -843,15 +978,37 @@ def curves_table(
     return _markdown_table(("model", "attack", *[f"ε={k}" for k in keys]), rows)
 
 
-def headline_table(headline: Mapping[str, Mapping[str, float]], eps: float) -> str:
+#: The headline's accuracies measured on the subset of headline images (the others, clean
+#: and FGSM, on the whole test set).
+ON_SUBSET = ("pgd", "autoattack", "robust")
+
+
+def headline_table(
+    headline: Mapping[str, Mapping[str, float]], eps: float, n_subset: int | None = None
+) -> str:
     """Markdown: clean, FGSM, PGD, AutoAttack (where measured) and robust (worst-case)
-    accuracy per model at ``eps``."""
+    accuracy per model at ``eps``. Given ``n_subset``, the number of headline images, every
+    accuracy measured on them (:data:`ON_SUBSET`) shows its 95% margin
+    (:func:`pct_with_margin`), and a line below the table says so."""
     columns = {"clean": "clean", "fgsm": "FGSM", "pgd": "PGD", "autoattack": "AutoAttack"}
     shown = [k for k in columns if any(k in h for h in headline.values())] + ["robust"]
     header = [f"{columns[k]} ε={eps:g}" if k != "clean" else "clean" for k in shown[:-1]]
-    return _markdown_table(
+
+    def cell(h: Mapping[str, float], k: str) -> str:
+        if k not in h:
+            return "–"
+        return pct_with_margin(h[k], n_subset) if n_subset and k in ON_SUBSET else _pct(h[k])
+
+    table = _markdown_table(
         ("model", *header, f"robust ε={eps:g}"),
-        ((model, *[_pct(h[k]) if k in h else "–" for k in shown]) for model, h in headline.items()),
+        ((model, *[cell(h, k) for k in shown]) for model, h in headline.items()),
+    )
+    if not n_subset:
+        return table
+    return (
+        f"{table}\n\n± : the 95% interval (Wilson) of an accuracy measured on the "
+        f"{n_subset:,} headline images; clean and FGSM accuracy are measured on the whole "
+        "test set."
     )
 
 

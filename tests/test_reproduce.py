@@ -58,12 +58,18 @@ def test_table_puts_reference_beside_measured():
     )
     assert "| reference: standard CNN | 99.2% | 72.2% |" in table
     assert (
-        "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% | 0.0% | 0.0% | – | 5.0 min (12 epochs) |"
+        "| **ours: standard CNN** | 99.2% | 20.0% | 0.0% ±0.2 | 0.0% ±0.2 | 0.0% ±0.2 | – "
+        "| 5.0 min (12 epochs) |" in table
+    )  # PGD, AutoAttack and robust on the 2,000 headline images, with their 95% intervals
+    assert (
+        "| **ours: FGSM-trained CNN** | 99.0% | 97.0% | 50.0% ±2.2 | 46.0% ±2.2 | 45.0% ±2.2 |"
         in table
     )
-    assert "| **ours: FGSM-trained CNN** | 99.0% | 97.0% | 50.0% | 46.0% | 45.0% |" in table
-    pgd_row = "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.6% | 91.5% | – | 15.0 min"
-    assert pgd_row in table
+    pgd_row = (
+        "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% ±1.3 | 91.6% ±1.3 | 91.5% ±1.3 | – "
+        "| 15.0 min"
+    )
+    assert pgd_row in table and "± its 95% interval (Wilson)" in table
     assert "5 restarts" in table and "2 of 3 passed" in table
     assert "40 steps of 0.04·ε" in table and "1,000 queries" in table
     assert "PGD-trained CNN 1.5 min" in table  # AutoAttack's time per model, both budgets
@@ -73,7 +79,10 @@ def test_table_puts_reference_beside_measured():
 def test_table_at_0_3_puts_the_published_models_beside_ours():
     table = reproduce.results_table(SAMPLE)
     at_03 = table[table.index("| model | clean | FGSM ε=0.3 |") :]
-    assert "| **ours: PGD-trained CNN** | 98.6% | 90.0% | 70.0% | 40.0% | 39.0% |" in at_03
+    assert (
+        "| **ours: PGD-trained CNN** | 98.6% | 90.0% | 70.0% ±2.0 | 40.0% ±2.2 | 39.0% ±2.2 |"
+        in at_03
+    )
     assert "| published: Madry et al. 2018, GPU-trained | 98.5% | – | – | 88.5% | – | – |" in at_03
     assert "reference:" not in at_03 and "min (12 epochs)" not in at_03.split("\n\n")[0]
 
@@ -213,9 +222,10 @@ def test_the_certification_table_puts_both_bounds_side_by_side():
     models = {**SAMPLE["models"]}
     models["pgd_at"] = {**models["pgd_at"], "certified": {"0.25": 0.0, "0.3": 0.0}}
     table = reproduce.results_table({**SAMPLE, "models": models, "certification": cert})
-    assert "| **ours: PGD-trained CNN** | 98.6% | 95.0% | 92.0% | 91.6% | 91.5% | 0.0% |" in table
+    assert "| 98.6% | 95.0% | 92.0% ±1.3 | 91.6% ±1.3 | 91.5% ±1.3 | 0.0% |" in table
     proofs = table[table.index("ε=0.1: certified / attacked") :]
-    assert "| **ours: IBP-trained CNN** | 95.5% | 92.0% / 93.0% | 0.0% / 2.0% |" in proofs
+    # certified on every test digit here (no "certified_attack_subset"): no interval
+    assert "| **ours: IBP-trained CNN** | 95.5% | 92.0% / 93.0% ±3.5 | 0.0% / 2.0% ±2.3 |" in proofs
     assert proofs.index("ours: PGD-trained") < proofs.index("ours: IBP-trained")  # course order
     assert "certified at 92.0% (ε = 0.1), 0.0% (ε = 0.3)" in proofs
     assert "| published: IBP (Gowal et al. 2018), GPU-trained | 98.3% | – | 91.8% / – |" in proofs
@@ -297,7 +307,7 @@ def test_the_tradeoff_table_lists_every_point_of_notebook_04s_sweep():
     }
     table = reproduce.results_table({**SAMPLE, "trades_tradeoff": sweep})
     part = table[table.index("notebook 04's trade-off") :]
-    assert "| TRADES-trained CNN, β=1 | 97.2% | 86.4% | 73.0% |" in part
-    assert "| PGD-trained CNN, same size | 97.1% | 85.2% | 69.0% |" in part
+    assert "| TRADES-trained CNN, β=1 | 97.2% | 86.4% | 73.0% ±5.3 |" in part  # of 300
+    assert "| PGD-trained CNN, same size | 97.1% | 85.2% | 69.0% ±5.4 |" in part
     assert "20,000 training images" in part and "3 epochs" in part and "300" in part
     assert "trade-off" not in reproduce.results_table(SAMPLE)  # a run without the sweep

@@ -384,3 +384,94 @@ def test_tradeoff_points_measure_clean_on_the_test_set_and_autoattack_on_the_sub
     fgsm_share = fgsm_accuracy_curve(trained_cnn, x, y, [0.2])["0.2"]
     assert points["cnn"]["fgsm"] == pytest.approx(fgsm_share)
     assert points["cnn"]["robust"] <= points["cnn"]["fgsm"] < points["cnn"]["clean"]
+
+
+# --- intervals, per-class robust accuracy, the loss along directions ---------------------
+
+
+def test_wilson_interval_matches_the_formula_and_stays_inside_0_and_1():
+    low, high = rb.wilson_interval(900, 1000)
+    assert low == pytest.approx(0.8798, abs=5e-5) and high == pytest.approx(0.9171, abs=5e-5)
+    low, high = rb.wilson_interval(0, 50)
+    assert low == pytest.approx(0.0, abs=1e-12) and 0.05 < high < 0.09
+    a, b = rb.wilson_interval(30, 100), rb.wilson_interval(70, 100)
+    assert a[0] == pytest.approx(1 - b[1]) and a[1] == pytest.approx(1 - b[0])
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        rb.wilson_interval(5, 0)
+
+
+def test_margin_covers_the_interval_and_never_vanishes():
+    assert rb.margin(0.887, 1000) == pytest.approx(0.0211, abs=1e-4)  # about ±2 points
+    assert rb.margin(0.0, 1000) == pytest.approx(0.0038, abs=1e-4)  # not ±0 at 0%
+    assert rb.margin(0.5, 100) > rb.margin(0.5, 1000)
+    assert rb.pct_with_margin(0.887, 1000) == "88.7% ±2.1"
+
+
+def test_headline_table_shows_margins_on_the_subset_accuracies_only():
+    headline = {"PGD-trained CNN": {"clean": 0.986, "fgsm": 0.95, "pgd": 0.9, "robust": 0.887}}
+    plain = rb.headline_table(headline, 0.25)
+    assert "| PGD-trained CNN | 98.6% | 95.0% | 90.0% | 88.7% |" in plain and "±" not in plain
+    table = rb.headline_table(headline, 0.25, n_subset=1000)
+    assert "| PGD-trained CNN | 98.6% | 95.0% | 90.0% ±2.0 | 88.7% ±2.1 |" in table
+    assert "1,000 headline images" in table.splitlines()[-1]
+
+
+def test_robust_accuracy_by_class_is_the_worst_case_per_digit(small_mnist):
+    x, y = small_mnist.x_test[:60], small_mnist.y_test[:60]
+    model = tiny_smooth_model()
+    battery = {
+        "fgsm": attacks.fgsm(model, x, y, 0.1),
+        "noise": attacks.random_sign_noise(x, 0.1, seed=0),
+    }
+    correct = rb.correct_under_every_attack(model, x, y, battery)
+    assert correct.shape == (60,) and correct.dtype == bool
+    assert correct.mean() == worst_case_accuracy(model, x, y, battery)["worst_case"]
+    by_class = rb.robust_accuracy_by_class({"m": model}, x, y, {"m": battery})["m"]
+    counts = np.bincount(y, minlength=10)
+    assert np.nansum(by_class * counts) / counts.sum() == pytest.approx(correct.mean())
+    with pytest.raises(ValueError, match="noise"):
+        rb.correct_under_every_attack(model, x, y, {"noise": x[:5]})
+
+
+def test_accuracy_by_class_on_made_up_results():
+    correct = np.array([True, False, True, True, False])
+    y = np.array([0, 0, 1, 1, 3])
+    by_class = rb.accuracy_by_class(correct, y)
+    np.testing.assert_allclose(by_class[[0, 1, 3]], [0.5, 1.0, 0.0])
+    assert np.isnan(by_class[2]) and np.isnan(by_class[9])  # no image of these digits
+
+
+def linear_model(seed: int = 0):
+    """Logits linear in the pixels (the course's convention: "logits", then a softmax)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    logits = keras.layers.Dense(10, name="logits")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits))
+
+
+def test_loss_along_directions_starts_at_the_clean_loss_and_climbs_fastest_along_the_gradient():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.3, 0.7, (40, 28, 28, 1)).astype(np.float32)  # no pixel meets a clip
+    y = rng.integers(0, 10, 40)
+    model = linear_model()
+    losses = rb.loss_along_directions(model, x, y, 0.25, points=6, steps=10, seed=3)
+    assert list(losses) == ["gradient sign", "random sign", "towards PGD"]
+    assert list(losses["gradient sign"]) == ["0", "0.05", "0.1", "0.15", "0.2", "0.25"]
+    clean = rb.mean_loss(model, x, y)
+    for curve in losses.values():
+        assert curve["0"] == pytest.approx(clean, rel=1e-6)
+    grad, rand = losses["gradient sign"], losses["random sign"]
+    assert all(grad[t] >= rand[t] for t in grad)  # for a linear model, the steepest way up
+    assert grad["0.25"] > clean + 0.5
+    # the ends are the images of FGSM, of random noise and of PGD at full strength
+    ends = {
+        "gradient sign": attacks.fgsm(model, x, y, 0.25),
+        "random sign": attacks.random_sign_noise(x, 0.25, seed=3),
+        "towards PGD": attacks.pgd_highest_loss(model, x, y, 0.25, steps=10, seed=3),
+    }
+    for name, images in ends.items():
+        assert losses[name]["0.25"] == pytest.approx(rb.mean_loss(model, images, y), rel=1e-4)
+    with pytest.raises(ValueError, match="eps"):
+        rb.loss_along_directions(model, x, y, 0.0)

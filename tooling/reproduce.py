@@ -156,6 +156,14 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _pct_on(value: float | None, n: int) -> str:
+    """An accuracy measured on a subset of ``n`` images, with its 95% interval as a margin
+    in points (``"88.7% ±2.1"``, :func:`helpers.robustness.pct_with_margin`)."""
+    from helpers.robustness import pct_with_margin
+
+    return "–" if value is None else pct_with_margin(value, n)
+
+
 #: The accuracies of a model's entry in metrics.json that the README shows, per budget.
 TABLE_ACCURACIES = ("fgsm", "pgd", "autoattack", "robust")
 
@@ -216,8 +224,9 @@ def _budget_table(metrics: dict[str, Any], key: str, order: list[str]) -> str:
                 f"| reference: {REFERENCE_LABELS[name]} | {_pct(ref['clean'])} | "
                 f"{_pct(ref['fgsm'])} | – | – | – | – | – |"
             )
-        cells = [_pct(measured["clean"])]
-        cells += [_pct(measured[a].get(key)) for a in ("fgsm", "pgd", "autoattack", "robust")]
+        n = ev["n_headline"]  # PGD, AutoAttack and robust accuracy are measured on a subset
+        cells = [_pct(measured["clean"]), _pct(measured["fgsm"].get(key))]
+        cells += [_pct_on(measured[a].get(key), n) for a in ("pgd", "autoattack", "robust")]
         cells.append(_pct(measured.get("certified", {}).get(key)))
         if course:
             cells.append(f"{measured['train_seconds'] / 60:.1f} min ({measured['epochs']} epochs)")
@@ -252,7 +261,12 @@ def certification_table(metrics: dict[str, Any]) -> str:
         m = cert["models"][name]
         label = MODELS[name].label if name in MODELS else name
         subset = m.get("certified_attack_subset", m["certified"])
-        cells = [f"{_pct(subset[k])} / {_pct(m['autoattack'][k])}" for k in keys]
+        on_subset = "certified_attack_subset" in m  # else certified on every test digit
+        cells = [
+            f"{_pct_on(subset[k], cert['n_attack']) if on_subset else _pct(subset[k])} / "
+            f"{_pct_on(m['autoattack'][k], cert['n_attack'])}"
+            for k in keys
+        ]
         rows.append(f"| **ours: {label}** | {_pct(m['clean'])} | " + " | ".join(cells) + " |")
     for p in cert.get("published_at_0.3", []):
         cells = [f"{_pct(p['certified'])} / –" if k == "0.3" else "–" for k in keys]
@@ -293,7 +307,8 @@ def tradeoff_table(metrics: dict[str, Any]) -> str:
         return ""
     eps = f"ε={sweep['eps']:g}"
     rows = [
-        f"| {name} | {_pct(p['clean'])} | {_pct(p['fgsm'])} | {_pct(p['robust'])} |"
+        f"| {name} | {_pct(p['clean'])} | {_pct(p['fgsm'])} | "
+        f"{_pct_on(p['robust'], sweep['n_attack'])} |"
         for name, p in sweep["points"].items()
     ]
     return (
@@ -324,7 +339,8 @@ def results_table(metrics: dict[str, Any]) -> str:
     tables = "\n\n".join(_budget_table(metrics, k, order) for k in keys)
     proofs = certification_table(metrics)
     stronger = [
-        f"{MODEL_LABELS.get(n, n)}: {m['pgd_converged_at']}, {_pct(m['pgd_converged'][key])}"
+        f"{MODEL_LABELS.get(n, n)}: {m['pgd_converged_at']}, "
+        f"{_pct_on(m['pgd_converged'][key], ev['n_headline'])}"
         for n, m in ((n, metrics["models"][n]) for n in order)
         if "pgd_converged" in m
     ]
@@ -337,7 +353,8 @@ def results_table(metrics: dict[str, Any]) -> str:
         f"{ev['n_test']:,} test images; PGD ({pgd['steps']} steps of {pgd['rel_step']:g}·ε, "
         f"random start, {restarts}, each image keeps its worst case), AutoAttack and robust "
         f"accuracy (per image, the worst case over FGSM, PGD, a transfer attack, random noise "
-        f"and AutoAttack) on a fixed stratified subset of {ev['n_headline']:,}. "
+        f"and AutoAttack) on a fixed stratified subset of {ev['n_headline']:,}. An accuracy "
+        "measured on a subset carries ± its 95% interval (Wilson) for the subset's size. "
     )
     if aa:
         seconds = {
