@@ -301,8 +301,12 @@ versions. Set up once (Python 3.11 or newer), then open the course:
 
 Work in the cells that say `# YOUR CODE HERE` (delete the `raise NotImplementedError()`
 line), run the test cell below each exercise, and hand in the notebook file itself.
-Cells outside the exercises run without your answers, so you can always run the whole
-notebook. Graded: {graded}.
+
+"Run All" stops at the first exercise you have not solved yet: its test cell fails (or its
+`raise NotImplementedError()` runs) and the cells below it do not run. Solve it, or click
+the first cell after that exercise and choose Run > "Run Selected Cell and All Below". No
+cell outside the exercises needs your answers, so the rest of the notebook runs either way.
+Graded: {graded}.
 """
 
 
