@@ -10,6 +10,13 @@ forward pass for the shown image, one batched forward pass for the accuracy view
 cached per epsilon), and redrawing artists that already exist. The figure is a
 ``matplotlib.figure.Figure`` that is never shown through pyplot: it is updated in place and
 rendered to PNG into an ``ipywidgets.Image``, so there is no flicker and no pile of figures.
+
+PGD's result depends on epsilon, so nothing can be computed once for every slider stop.
+It runs lazily instead: the first time the slider stops at an epsilon, PGD attacks the
+small accuracy batch (``n_pgd`` images, the shown digit's result comes from it when it is
+one of them) and the result is cached per model and epsilon, so a stop visited before
+costs what an FGSM stop costs. While PGD is picked the slider reports its value only when
+released, not at every stop it passes, and the accuracy curve fills in stop by stop.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from helpers.attacks import EPS, apply_signs, fgsm_signs
+from helpers.attacks import EPS, PGD_STEPS, apply_signs, fgsm_signs, pgd
 from helpers.data import NUM_CLASSES, labels_for, validate_images
 from helpers.model import predict_probabilities
 from helpers.plots import WRONG
@@ -36,6 +43,12 @@ DirectionFn = Callable[[keras.Model, np.ndarray, np.ndarray], np.ndarray]
 ATTACKS: dict[str, DirectionFn] = {
     "FGSM": lambda model, x, y: fgsm_signs(model, x, y),
     "FGSM (predicted label)": lambda model, x, y: fgsm_signs(model, x, None),
+}
+#: attack name -> function(model, x, y, eps) returning adversarial images: attacks whose
+#: result depends on eps, run per slider stop on first use and cached
+AttackFn = Callable[[keras.Model, np.ndarray, np.ndarray, float], np.ndarray]
+EPS_ATTACKS: dict[str, AttackFn] = {
+    f"PGD-{PGD_STEPS}": lambda model, x, y, eps: pgd(model, x, y, eps, seed=0),
 }
 EPS_MAX, EPS_STEP = 0.5, 0.01
 
@@ -56,8 +69,11 @@ class Explorer:
     y: np.ndarray
     n_accuracy: int
     side_by_side: bool
+    n_pgd: int = 100
     render_ms: list[float] = field(default_factory=list)
     _directions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    _eps_batches: dict[tuple[str, str, float], np.ndarray] = field(default_factory=dict)
+    _eps_singles: dict[tuple[str, str, float, int], np.ndarray] = field(default_factory=dict)
     _clean_probs: dict[str, np.ndarray] = field(default_factory=dict)
     _accuracy: dict[tuple[str, str, float], float] = field(default_factory=dict)
     _figure: Figure | None = None
@@ -76,13 +92,47 @@ class Explorer:
             self._clean_probs[model_name] = predict_probabilities(self.models[model_name], self.x)
         return self._clean_probs[model_name]
 
+    def accuracy_batch_size(self, attack_name: str) -> int:
+        """How many of the first images the accuracy view attacks with ``attack_name``."""
+        return self.n_accuracy if attack_name in ATTACKS else self.n_pgd
+
+    def eps_attack_batch(self, model_name: str, attack_name: str, eps: float) -> np.ndarray:
+        """An eps-dependent attack (:data:`EPS_ATTACKS`) on the first ``n_pgd`` images at
+        budget ``eps``, run the first time this model and budget are asked for, then cached."""
+        eps = round(float(eps), 4)
+        key = (model_name, attack_name, eps)
+        if key not in self._eps_batches:
+            x, y = self.x[: self.n_pgd], self.y[: self.n_pgd]
+            model = self.models[model_name]
+            self._eps_batches[key] = x if eps == 0 else EPS_ATTACKS[attack_name](model, x, y, eps)
+        return self._eps_batches[key]
+
+    def adversarial(self, model_name: str, attack_name: str, eps: float, index: int) -> np.ndarray:
+        """Image ``index`` under ``attack_name`` at budget ``eps``, shape ``(1, 28, 28, 1)``."""
+        i = slice(index, index + 1)
+        if attack_name in ATTACKS:
+            return apply_signs(self.x[i], self.direction(model_name, attack_name)[i], eps)
+        if index < self.n_pgd:  # one of the accuracy batch: its result is computed anyway
+            return self.eps_attack_batch(model_name, attack_name, eps)[i]
+        eps = round(float(eps), 4)
+        key = (model_name, attack_name, eps, index)
+        if key not in self._eps_singles:
+            model = self.models[model_name]
+            x_adv = EPS_ATTACKS[attack_name](model, self.x[i], self.y[i], eps) if eps else self.x[i]
+            self._eps_singles[key] = x_adv
+        return self._eps_singles[key]
+
     def batch_accuracy(self, model_name: str, attack_name: str, eps: float) -> float:
-        """Accuracy on the first ``n_accuracy`` images at budget ``eps`` (cached)."""
+        """Accuracy on the first :meth:`accuracy_batch_size` images at budget ``eps`` (cached)."""
         eps = round(float(eps), 4)
         key = (model_name, attack_name, eps)
         if key not in self._accuracy:
-            n = self.n_accuracy
-            x_adv = apply_signs(self.x[:n], self.direction(model_name, attack_name)[:n], eps)
+            n = self.accuracy_batch_size(attack_name)
+            if attack_name in ATTACKS:
+                direction = self.direction(model_name, attack_name)[:n]
+                x_adv = apply_signs(self.x[:n], direction, eps)
+            else:
+                x_adv = self.eps_attack_batch(model_name, attack_name, eps)
             pred = predict_probabilities(self.models[model_name], x_adv).argmax(1)
             self._accuracy[key] = float((pred == self.y[:n]).mean())
         return self._accuracy[key]
@@ -95,7 +145,7 @@ class Explorer:
         i, eps, attack = self.index.value, self.eps.value, self.attack.value
         out = {}
         for name in self.shown_models():
-            x_adv = apply_signs(self.x[i : i + 1], self.direction(name, attack)[i : i + 1], eps)
+            x_adv = self.adversarial(name, attack, eps, i)
             p_adv = predict_probabilities(self.models[name], x_adv)[0]
             p_clean = self.clean_probabilities(name)[i]
             out[name] = {
@@ -125,10 +175,12 @@ class Explorer:
             wspace=0.3,
             hspace=0.45,
         )
-        artists: dict = {"names": names, "dynamic": []}
+        attack = self.attack.value
+        artists: dict = {"names": names, "attack": attack, "dynamic": []}
+        n, lazy = self.accuracy_batch_size(attack), attack not in ATTACKS
         for row, name in enumerate(names):
             axes = [fig.add_subplot(grid[row, c]) for c in (0, 1, 2, 4, 5)]
-            a = {**_draw_digits(axes[:3], name), **_draw_charts(axes[3:], self.n_accuracy)}
+            a = {**_draw_digits(axes[:3], name), **_draw_charts(axes[3:], n, lazy)}
             artists[name] = a
             artists["dynamic"] += [
                 a["original"],
@@ -163,7 +215,11 @@ class Explorer:
         """Recompute what is shown and redraw in place; returns :meth:`state`."""
         start = time.perf_counter()
         names = self.shown_models()
-        if self._figure is None or self._artists["names"] != names:
+        if (
+            self._figure is None
+            or self._artists["names"] != names
+            or self._artists["attack"] != self.attack.value
+        ):
             self._build_figure(names)
         state = self.state()
         i, eps, attack = self.index.value, self.eps.value, self.attack.value
@@ -189,8 +245,12 @@ class Explorer:
             for bar, p in zip(a["bars_adv"], s["probs_adv"], strict=True):
                 bar.set_height(p)
             # Once per model and attack: the accuracy at every slider stop, so that moving
-            # the slider later never waits for the batch.
-            if np.isnan(a["curve"].get_ydata()).any():
+            # the slider later never waits for the batch. An eps-dependent attack (PGD)
+            # shows the stops computed so far instead.
+            if attack not in ATTACKS:
+                known = [self._accuracy.get((name, attack, e), np.nan) for e in a["curve_eps"]]
+                a["curve"].set_ydata(known)
+            elif np.isnan(a["curve"].get_ydata()).any():
                 a["curve"].set_ydata([self.batch_accuracy(name, attack, e) for e in a["curve_eps"]])
             a["marker"].set_xdata([eps, eps])
             a["point"].set_data([eps], [s["accuracy"]])
@@ -206,6 +266,8 @@ class Explorer:
 
     def _reset_curves(self, *_: object) -> None:
         self._figure = None  # attack changed: accuracy curves are redrawn
+        # PGD runs at each new slider stop: report the value on release, not while dragging
+        self.eps.continuous_update = self.attack.value in ATTACKS
         self.render()
 
 
@@ -216,6 +278,7 @@ def make_explorer(
     *,
     side_by_side: bool = False,
     n_accuracy: int = 500,
+    n_pgd: int = 100,
     eps: float = EPS,
     index: int = 0,
 ) -> Explorer:
@@ -228,6 +291,7 @@ def make_explorer(
         y: their labels (int or one-hot).
         side_by_side: show every model at once (else a toggle picks one).
         n_accuracy: the first this many images form the fixed batch of the accuracy view.
+        n_pgd: the same for PGD, which runs per slider stop (on first use), so fewer.
         eps, index: initial slider values.
     """
     if not models:
@@ -257,6 +321,7 @@ def make_explorer(
         y=y,
         n_accuracy=min(n_accuracy, len(x)),
         side_by_side=side_by_side,
+        n_pgd=min(n_pgd, len(x)),
     )
     for control in (eps_slider, index_slider, model_picker):
         control.observe(explorer.render, names="value")
@@ -292,8 +357,9 @@ def _draw_digits(axes: list, name: str) -> dict:
     return a
 
 
-def _draw_charts(axes: list, n_accuracy: int) -> dict:
-    """The two charts of one model's row: class probabilities and accuracy against ε."""
+def _draw_charts(axes: list, n_accuracy: int, lazy: bool = False) -> dict:
+    """The two charts of one model's row: class probabilities and accuracy against ε
+    (``lazy``: filled in stop by stop, so each computed stop is marked by a dot)."""
     digits = np.arange(NUM_CLASSES)
     curve_eps = np.round(np.arange(0, EPS_MAX + 1e-9, EPS_STEP), 4)  # every slider stop
     a: dict = {}
@@ -311,7 +377,9 @@ def _draw_charts(axes: list, n_accuracy: int) -> dict:
     axes[0].legend(
         fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2, frameon=False
     )
-    (a["curve"],) = axes[1].plot(curve_eps, np.full(len(curve_eps), np.nan), animated=True)
+    (a["curve"],) = axes[1].plot(
+        curve_eps, np.full(len(curve_eps), np.nan), marker="." if lazy else None, animated=True
+    )
     a["marker"] = axes[1].axvline(0, color="crimson", lw=1.5, animated=True)
     (a["point"],) = axes[1].plot([0], [0], "o", color="crimson", animated=True)
     axes[1].set(xlim=(0, EPS_MAX), ylim=(0, 1.02), yticks=[0, 0.5, 1])
@@ -342,5 +410,7 @@ def _make_controls(
         value=index, min=0, max=n_images - 1, description="test image", style=style, layout=layout
     )
     model_picker = widgets.ToggleButtons(options=names, description="model", style=style)
-    attack_picker = widgets.Dropdown(options=list(ATTACKS), description="attack", style=style)
+    attack_picker = widgets.Dropdown(
+        options=[*ATTACKS, *EPS_ATTACKS], description="attack", style=style
+    )
     return eps_slider, index_slider, model_picker, attack_picker

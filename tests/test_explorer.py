@@ -65,3 +65,65 @@ def test_bad_input_is_refused(trained_cnn, small_mnist):
         explorer.make_explorer(
             {"m": trained_cnn}, small_mnist.x_test[:5] * 255, small_mnist.y_test[:5]
         )
+
+
+PGD = f"PGD-{attacks.PGD_STEPS}"
+
+
+@pytest.fixture
+def pgd_view(trained_cnn, small_mnist, monkeypatch):
+    """One model, PGD picked; every PGD run is recorded as (number of images, eps)."""
+    runs = []
+    pgd = explorer.EPS_ATTACKS[PGD]
+
+    def counted(model, x, y, eps):
+        runs.append((len(x), round(eps, 4)))
+        return pgd(model, x, y, eps)
+
+    monkeypatch.setitem(explorer.EPS_ATTACKS, PGD, counted)
+    x, y = small_mnist.x_test[:30], small_mnist.y_test[:30]
+    ex = explorer.make_explorer({"trained": trained_cnn}, x, y, n_accuracy=30, n_pgd=8, eps=0.0)
+    assert ex.eps.continuous_update  # FGSM: the slider follows every stop
+    ex.attack.value = PGD
+    return ex, runs
+
+
+def test_pgd_is_offered_and_runs_once_per_slider_stop(pgd_view):
+    ex, runs = pgd_view
+    assert PGD in ex.attack.options and not ex.eps.continuous_update  # report on release
+    assert runs == []  # eps = 0: nothing to attack
+    ex.eps.value = 0.3
+    assert runs == [(8, 0.3)], "the first stop at 0.3 attacks the accuracy batch once"
+    ex.eps.value = 0.1
+    ex.eps.value = 0.3  # visited before: cached
+    assert runs == [(8, 0.3), (8, 0.1)]
+    # the drawn digit is exactly PGD's result on the accuracy batch at the slider's epsilon
+    model, i = ex.models["trained"], ex.index.value
+    expected = attacks.pgd(model, ex.x[:8], ex.y[:8], 0.3, seed=0)
+    np.testing.assert_allclose(ex.state()["trained"]["x_adv"], expected[i, ..., 0], atol=1e-6)
+    assert np.abs(expected - ex.x[:8]).max() <= 0.3 + 1e-6
+    ex.attack.value = "FGSM"
+    assert ex.eps.continuous_update
+
+
+def test_pgd_curve_fills_in_stop_by_stop(pgd_view):
+    ex, _ = pgd_view
+    for eps in (0.2, 0.4):
+        ex.eps.value = eps
+    curve = ex._artists["trained"]["curve"]
+    acc = dict(zip(np.round(curve.get_xdata(), 4), curve.get_ydata(), strict=True))
+    assert {float(e) for e, a in acc.items() if not np.isnan(a)} == {0.0, 0.2, 0.4}
+    assert acc[0.4] <= acc[0.0] and acc[0.4] == ex.batch_accuracy("trained", PGD, 0.4)
+    assert ex._figure.axes[-1].get_title() == "accuracy on 8 images"
+
+
+def test_pgd_on_a_digit_outside_the_batch_runs_on_that_digit_alone(pgd_view):
+    ex, runs = pgd_view
+    ex.eps.value = 0.25
+    ex.index.value = 20  # beyond n_pgd = 8
+    ex.index.value = 3
+    ex.index.value = 20  # cached
+    assert runs == [(8, 0.25), (1, 0.25)]
+    model = ex.models["trained"]
+    expected = attacks.pgd(model, ex.x[20:21], ex.y[20:21], 0.25, seed=0)
+    np.testing.assert_allclose(ex.state()["trained"]["x_adv"], expected[0, ..., 0], atol=1e-6)
