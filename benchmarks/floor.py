@@ -19,15 +19,15 @@ For the course's CNN (``build_cnn()``, width 1) that is 5,262,080 FLOPs forward 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+# One source: the course's training precision reads the same flags.
+from helpers.model import cpu_has_bf16 as cpu_has_bf16
+
 #: Backward pass FLOPs over forward pass FLOPs (input gradient + weight gradient).
 BACKWARD_OVER_FORWARD = 2
-#: The /proc/cpuinfo flags that mean native bf16 arithmetic (AVX512-BF16, Intel AMX).
-BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 FLOP_FORMULA = (
     "multiply-adds × 2 of the Conv2D and Dense layers (conv: 2·out_h·out_w·c_out·k_h·k_w·c_in, "
     "dense: 2·n_in·n_out; bias, activations, pooling not counted); backward = 2 × forward, "
@@ -101,18 +101,3 @@ def matmul_fn(n: int = 2048, repeats: int = 4, seed: int = 0) -> tuple[Callable[
             float(tf.linalg.matmul(a, b)[0, 0])
 
     return run, repeats * 2 * n**3
-
-
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU has native bf16 instructions (``avx512_bf16`` or ``amx_bf16`` among the
-    ``flags`` of Linux's ``/proc/cpuinfo``); ``False`` where that file cannot be read (other
-    systems), as without those instructions bf16 runs emulated and slower than float32."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags" and BF16_FLAGS & set(value.split()):
-            return True
-    return False

@@ -14,7 +14,9 @@ take its loss on the logits, because a saturated softmax (outputs that round to 
 
 from __future__ import annotations
 
+import os
 import weakref
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -25,12 +27,53 @@ from helpers.data import IMAGE_SHAPE, NUM_CLASSES, validate_images
 
 LOGITS_LAYER = "logits"
 PROBABILITIES_LAYER = "probabilities"
+#: The ``/proc/cpuinfo`` flags that mean native bfloat16 arithmetic (AVX512-BF16, Intel AMX).
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 _LOGITS_MODELS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.WeakKeyDictionary()
 _CHECKED: weakref.WeakSet[keras.Model] = weakref.WeakSet()
 
 
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has native bf16 instructions (``avx512_bf16`` or ``amx_bf16`` among the
+    ``flags`` of Linux's ``/proc/cpuinfo``); ``False`` where that file cannot be read (other
+    systems), as without those instructions bf16 runs emulated and slower than float32."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags" and BF16_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+def training_precision() -> str:
+    """How models train on this machine: ``"mixed_bfloat16"`` where the CPU computes in
+    bfloat16 natively (about twice as fast there), else ``"float32"``. The environment
+    variable ``MNIST_AD_PRECISION`` (``float32`` or ``mixed_bfloat16``) overrides it.
+
+    Only training uses it: a trained model is copied into float32 (:func:`in_float32`)
+    before anything evaluates or attacks it, so every attack computes its gradients in
+    float32."""
+    chosen = os.environ.get("MNIST_AD_PRECISION", "").strip()
+    if chosen:
+        if chosen not in PRECISIONS:
+            raise ValueError(
+                f"MNIST_AD_PRECISION={chosen!r}: use one of {PRECISIONS}, or unset it to let "
+                "the course choose by the CPU"
+            )
+        return chosen
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
 def build_cnn(
-    width: int = 1, learning_rate: float = 1e-3, name: str = "cnn", dropout: bool = True
+    width: int = 1,
+    learning_rate: float = 1e-3,
+    name: str = "cnn",
+    dropout: bool = True,
+    precision: str = "float32",
 ) -> keras.Model:
     """Build the CNN and give it its optimizer, Adam (``model.compile(optimizer=...)``).
 
@@ -43,6 +86,9 @@ def build_cnn(
         dropout: keep the two dropout layers (rates 0.25 and 0.5). Adversarial training
             is a strong regulariser of its own and needs the capacity dropout takes away,
             so the robust models of notebook 04 are built without it.
+        precision: ``"float32"``, or ``"mixed_bfloat16"`` for training where the CPU has
+            bf16 (:func:`training_precision`): the hidden layers compute in bfloat16 and
+            keep float32 weights; the logits and probabilities stay float32.
 
     Returns:
         A compiled ``keras.Model`` mapping ``(n, 28, 28, 1)`` images in [0, 1] to ``(n, 10)``
@@ -52,23 +98,35 @@ def build_cnn(
         raise ValueError(f"width must be a positive integer, got {width!r}")
     if not (isinstance(learning_rate, int | float) and 0 < learning_rate < 1):
         raise ValueError(f"learning_rate must be a number in (0, 1), got {learning_rate!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    hidden = {"dtype": precision}
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    x = keras.layers.Conv2D(32 * width, 3, activation="relu", name="conv1")(inputs)
-    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = keras.layers.Conv2D(64 * width, 3, activation="relu", name="conv2")(x)
-    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Conv2D(32 * width, 3, activation="relu", name="conv1", **hidden)(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool1", **hidden)(x)
+    x = keras.layers.Conv2D(64 * width, 3, activation="relu", name="conv2", **hidden)(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2", **hidden)(x)
     if dropout:
-        x = keras.layers.Dropout(0.25, name="dropout1")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(128 * width, activation="relu", name="dense")(x)
+        x = keras.layers.Dropout(0.25, name="dropout1", **hidden)(x)
+    x = keras.layers.Flatten(name="flatten", **hidden)(x)
+    x = keras.layers.Dense(128 * width, activation="relu", name="dense", **hidden)(x)
     if dropout:
-        x = keras.layers.Dropout(0.5, name="dropout2")(x)
-    logits = keras.layers.Dense(NUM_CLASSES, name=LOGITS_LAYER)(x)
-    probabilities = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits)
+        x = keras.layers.Dropout(0.5, name="dropout2", **hidden)(x)
+    logits = keras.layers.Dense(NUM_CLASSES, name=LOGITS_LAYER, dtype="float32")(x)
+    probabilities = keras.layers.Softmax(name=PROBABILITIES_LAYER, dtype="float32")(logits)
     model = keras.Model(inputs, probabilities, name=name)
     # Only the optimizer: helpers.training.train_model computes the loss itself (on the logits).
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return model
+
+
+def in_float32(model: keras.Model, **build: object) -> keras.Model:
+    """The network of ``model`` (built by :func:`build_cnn` with arguments ``build``)
+    computing in float32: a fresh float32 build holding the same weights. A mixed-precision
+    model keeps its weights in float32, so the copy is exact; only the arithmetic changes."""
+    copy = build_cnn(name=model.name, **{**build, "precision": "float32"})
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def check_model(model: keras.Model) -> None:

@@ -16,7 +16,7 @@ import keras
 from helpers.attacks import EPS
 from helpers.data import load_mnist, prepare_mnist, preprocess_images
 from helpers.evaluation import eps_key, fgsm_accuracy_curve
-from helpers.model import build_cnn
+from helpers.model import build_cnn, in_float32, training_precision
 from helpers.training import NO_DEFENSE, Defense, Monitor, set_seed, train_model
 
 
@@ -184,6 +184,7 @@ def train_recipe(
     epochs: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    precision: str | None = None,
     **changes: Any,
 ) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
     """Seed, load MNIST, build and train model ``name`` by its recipe (:data:`MODELS`).
@@ -193,6 +194,9 @@ def train_recipe(
         n_train: training images (``None``: all 60,000, 10% of them held out for validation).
         epochs: ``None`` keeps the recipe's; later notebooks pass a small number to rebuild
             a missing model quickly.
+        precision: how to train, ``"float32"`` or ``"mixed_bfloat16"`` (``None``: as
+            :func:`helpers.model.training_precision` chooses for this CPU). The model returned
+            computes in float32 either way, so every later attack and measurement does too.
         changes: replace settings of the recipe's training (e.g. ``defense=Defense("fgsm",
             adv_fraction=1.0)`` for an experiment); the record says what ran.
 
@@ -201,13 +205,14 @@ def train_recipe(
         :func:`helpers.training.train_model`) and what was run, as JSON-ready values:
         ``build``, ``epochs``, ``lr_schedule``, ``defense`` and ``monitor`` (dicts), plus
         ``train_seconds`` (wall time of training, including the per-epoch validation
-        attacks), ``n_train`` and ``seed``.
+        attacks), ``n_train``, ``seed`` and ``precision``.
     """
     recipe = spec(name)
     train = training_settings(name, epochs, **changes)
     set_seed(seed)
     data = prepare_mnist(n_train=n_train, seed=seed)
-    model = build_cnn(name=name, **recipe.build)
+    precision = training_precision() if precision is None else precision
+    model = build_cnn(name=name, precision=precision, **recipe.build)
     start = time.perf_counter()
     history = train_model(
         model,
@@ -218,12 +223,15 @@ def train_recipe(
         progress=progress,
         **train,
     )
+    if precision != "float32":
+        model = in_float32(model, **recipe.build)
     settings = {
         "build": dict(recipe.build),
         **{k: v._asdict() if hasattr(v, "_asdict") else v for k, v in train.items()},
         "train_seconds": time.perf_counter() - start,
         "n_train": len(data.x_train),
         "seed": seed,
+        "precision": precision,
     }
     return model, history, settings
 

@@ -2,7 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.model import build_cnn, logits_model, with_logit_scale
+from helpers.model import (
+    build_cnn,
+    cpu_has_bf16,
+    in_float32,
+    logits_model,
+    training_precision,
+    with_logit_scale,
+)
 
 
 def test_cnn_outputs_probabilities_from_a_logits_layer(random_images):
@@ -28,6 +35,7 @@ def test_width_scales_capacity():
         {"width": True},
         {"learning_rate": 0},
         {"learning_rate": float("inf")},
+        {"precision": "float16"},
     ],
 )
 def test_invalid_arguments_raise(kwargs):
@@ -77,3 +85,33 @@ def test_models_outside_the_convention_are_refused(kwargs, message):
     x = np.zeros((2, 28, 28, 1), np.float32)
     with pytest.raises(ValueError, match=message):
         predict_probabilities(_model(**kwargs), x)
+
+
+def test_mixed_precision_computes_hidden_layers_in_bf16_and_logits_in_float32(random_images):
+    x, _ = random_images
+    model = build_cnn(precision="mixed_bfloat16")
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in model.weights)  # the weights stay float32
+    assert logits_model(model)(x).dtype == "float32"
+    copy = in_float32(model)
+    assert copy.get_layer("conv1").compute_dtype == "float32"
+    for a, b in zip(model.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the copy holds exactly the same weights
+    # the same network: the logits agree to bfloat16's precision (about 3 digits)
+    np.testing.assert_allclose(logits_model(copy)(x), logits_model(model)(x), atol=0.05)
+
+
+def test_training_precision_follows_the_cpu_unless_told(monkeypatch, tmp_path):
+    monkeypatch.delenv("MNIST_AD_PRECISION", raising=False)
+    assert training_precision() == ("mixed_bfloat16" if cpu_has_bf16() else "float32")
+    monkeypatch.setenv("MNIST_AD_PRECISION", "float32")
+    assert training_precision() == "float32"
+    monkeypatch.setenv("MNIST_AD_PRECISION", "half")
+    with pytest.raises(ValueError, match="MNIST_AD_PRECISION"):
+        training_precision()
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse2 avx512f\n")
+    assert cpu_has_bf16(info) is False
+    info.write_text("processor : 0\nflags : fpu avx512_bf16 avx512f\n")
+    assert cpu_has_bf16(info) is True
+    assert cpu_has_bf16(tmp_path / "missing") is False

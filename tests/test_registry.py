@@ -52,3 +52,11 @@ def test_train_recipe_records_what_ran(small_mnist):
     json.dumps(settings)  # the record is JSON-ready
     with pytest.raises(ValueError, match="cannot change"):
         registry.train_recipe("standard", n_train=200, epochs=1, width=2)
+
+
+def test_a_recipe_trained_in_bf16_comes_back_in_float32(small_mnist):
+    model, _, settings = registry.train_recipe(
+        "standard", n_train=200, epochs=1, progress=False, precision="mixed_bfloat16"
+    )
+    assert settings["precision"] == "mixed_bfloat16"
+    assert model.get_layer("conv1").compute_dtype == "float32"  # attacks see float32

@@ -62,15 +62,23 @@ CANDIDATES: dict[str, tuple[str, int | None, dict[str, Any]]] = {
 }  # fmt: skip
 
 
-def run(name: str, n_eval: int, targets: int, queries: int, out: Path) -> dict[str, Any]:
-    """Train candidate ``name``, measure it, append its row to ``out`` and return it."""
+def run(
+    name: str, n_eval: int, targets: int, queries: int, out: Path, precision: str | None = None
+) -> dict[str, Any]:
+    """Train candidate ``name`` (in ``precision``; ``None``: as the CPU suggests), measure
+    it, append its row to ``out`` and return it. A row is named ``name`` for float32
+    training and ``name@mixed_bfloat16`` otherwise."""
     recipe, epochs, changes = CANDIDATES[name]
-    model, history, settings = registry.train_recipe(recipe, epochs=epochs, **changes)
+    model, history, settings = registry.train_recipe(
+        recipe, epochs=epochs, precision=precision, **changes
+    )
+    if settings["precision"] != "float32":
+        name = f"{name}@{settings['precision']}"
     with write_atomically(Path(f"build/front/{name}.keras")) as temporary:
         model.save(temporary)
     data = prepare_mnist(seed=0)
     x, y = data.x_test[:n_eval], data.y_test[:n_eval]
-    run_facts = ("build", "train_seconds", "n_train", "seed")
+    run_facts = ("build", "train_seconds", "n_train", "seed", "precision")
     row: dict[str, Any] = {
         "name": name,
         "recipe": {
@@ -78,6 +86,7 @@ def run(name: str, n_eval: int, targets: int, queries: int, out: Path) -> dict[s
             "train": {k: v for k, v in settings.items() if k not in run_facts},
         },
         "train_minutes": round(settings["train_seconds"] / 60, 2),
+        "precision": settings["precision"],
         "cpu": platform.processor() or platform.machine(),
         "best_epoch": history.get("best_epoch", [None])[0],
         "clean": accuracy(model, data.x_test, data.y_test),
@@ -106,9 +115,13 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=3)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("results/front.json"))
+    parser.add_argument(
+        "--precision", choices=["float32", "mixed_bfloat16"], default=None,
+        help="training precision (default: mixed_bfloat16 where the CPU has bf16)",
+    )  # fmt: skip
     args = parser.parse_args()
     for name in args.names:
-        run(name, args.n_eval, args.targets, args.queries, args.out)
+        run(name, args.n_eval, args.targets, args.queries, args.out, args.precision)
 
 
 if __name__ == "__main__":
