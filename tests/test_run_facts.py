@@ -22,7 +22,9 @@ def test_reproduce_records_the_machine_as_one_line():
         "keras",
         "full_size",
         "seed",
+        "training_precision",
     ]
+    assert info["training_precision"] in ("float32", "mixed_bfloat16")
     assert DATE.match(info["date"]) and COMMIT.match(info["commit"])
     assert re.match(r"^.+, \d+ cores, (no GPU|GPU)$", info["machine"]), info["machine"]
     assert info["full_size"] is False and info["seed"] == 3

@@ -45,13 +45,28 @@ PUBLISHED_CERTIFIED_AT_0_3: tuple[tuple[str, float, float], ...] = (
 
 def run_info(size: str, seed: int = 0) -> dict[str, Any]:
     """Where and when a run happened (:func:`tooling.run_facts.run_facts`, the machine as one
-    line: CPU, cores, GPU or not), its size and its seed: ``metrics.json``'s ``run``."""
+    line: CPU, cores, GPU or not), its size, its seed and the precision its models trained
+    in (:func:`helpers.model.training_precision`): ``metrics.json``'s ``run``."""
+    from helpers.model import training_precision
+
     gpu = "GPU" if has_gpu() else "no GPU"
     return {
         **run_facts(f"{cpu_model()}, {os.cpu_count()} cores, {gpu}"),
         "full_size": size == "full",
         "seed": seed,
+        "training_precision": training_precision(),
     }
+
+
+def _precision_note(run: dict[str, Any]) -> str:
+    """How the run's models trained, for the README's note (nothing for float32 or for
+    a run that did not record it)."""
+    if run.get("training_precision", "float32") == "float32":
+        return ""
+    return (
+        "; models trained in Keras' mixed_bfloat16, as on every CPU with bf16 instructions, "
+        "and evaluated in float32"
+    )
 
 
 def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) -> dict[str, Any]:
@@ -349,7 +364,8 @@ def results_table(metrics: dict[str, Any]) -> str:
     aa = ev.get("autoattack")
     note = (
         f"\nMeasured {run['date']} on {run['machine']} (commit `{run['commit']}`, seed "
-        f"{run['seed']}, TensorFlow {run['tensorflow']}). Clean and FGSM accuracy on all "
+        f"{run['seed']}, TensorFlow {run['tensorflow']}{_precision_note(run)}). Clean and FGSM "
+        "accuracy on all "
         f"{ev['n_test']:,} test images; PGD ({pgd['steps']} steps of {pgd['rel_step']:g}·ε, "
         f"random start, {restarts}, each image keeps its worst case), AutoAttack and robust "
         f"accuracy (per image, the worst case over FGSM, PGD, a transfer attack, random noise "
