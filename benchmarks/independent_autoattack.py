@@ -1,0 +1,173 @@
+"""The course's saved models under an AutoAttack the course did not write (issue 15).
+
+Every robustness figure of the course comes from its own attacks (:mod:`helpers.autoattack`).
+A figure only our own attacks reproduce is not a result, so this module attacks the same
+saved models with the standard AutoAttack of ``torchattacks`` (Kim 2020), in PyTorch: APGD-CE
+and APGD-T with 100 steps, APGD-T and FAB-T towards 9 target classes, Square with 5,000
+queries, each run on what the earlier left standing (Croce & Hein 2020's ``standard``
+version; torchattacks' own ``AutoAttack`` class runs APGD with 10 steps only, so the four
+attacks are assembled here with the standard settings).
+
+Two steps, so that the second needs neither TensorFlow nor the course:
+
+1. ``python -m benchmarks.independent_autoattack export MODEL.keras OUT.npz``: the model's
+   weights in PyTorch's layout (convolution kernels ``(out, in, h, w)``; the first Dense
+   kernel's rows reordered from Keras' channels-last flattening to PyTorch's
+   channels-first), with a check that both frameworks give the same logits on test images;
+2. ``python -m benchmarks.independent_autoattack attack OUT.npz RESULT.json [--n N]
+   [--eps 0.25 0.3]``: AutoAttack on the first ``N`` MNIST test images (all 10,000 by
+   default), on a GPU where there is one. Needs ``torch`` and ``torchattacks`` (not in the
+   course's requirements) and ``data/mnist.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def export(model_path: Path, out: Path) -> dict[str, Any]:
+    """Write ``model_path``'s weights in PyTorch's layout to ``out`` (see the module doc)."""
+    import keras
+
+    from helpers.model import logits_model
+
+    model = keras.saving.load_model(model_path)
+    net = logits_model(model)
+    conv1, conv2 = model.get_layer("conv1"), model.get_layer("conv2")
+    dense, logits = model.get_layer("dense"), model.get_layer("logits")
+    c2 = conv2.kernel.shape[-1]
+    # Keras flattens (5, 5, c2) as h, w, c; PyTorch flattens (c2, 5, 5) as c, h, w.
+    dense_kernel = np.asarray(dense.kernel).reshape(5, 5, c2, -1).transpose(2, 0, 1, 3)
+    weights = {
+        "conv1.weight": np.asarray(conv1.kernel).transpose(3, 2, 0, 1),
+        "conv1.bias": np.asarray(conv1.bias),
+        "conv2.weight": np.asarray(conv2.kernel).transpose(3, 2, 0, 1),
+        "conv2.bias": np.asarray(conv2.bias),
+        "dense.weight": dense_kernel.reshape(c2 * 25, -1).T,
+        "dense.bias": np.asarray(dense.bias),
+        "logits.weight": np.asarray(logits.kernel).T,
+        "logits.bias": np.asarray(logits.bias),
+    }
+    x = _test_images(256)[0]
+    expected = np.asarray(net(x[..., None], training=False))
+    np.savez(out, expected_logits=expected, **weights)
+    return {"model": str(model_path), "out": str(out)}
+
+
+def _test_images(n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` MNIST test images ``(n, 28, 28)`` in [0, 1] and their labels."""
+    with np.load(ROOT / "data" / "mnist.npz") as d:
+        x, y = d["x_test"][:n].astype(np.float32) / 255.0, d["y_test"][:n].astype(np.int64)
+    return x, y
+
+
+def torch_cnn(weights: dict[str, np.ndarray]):
+    """The course's CNN (no dropout: inference) in PyTorch, holding ``weights``."""
+    import torch
+    import torch.nn.functional as F
+
+    class CNN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            w = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
+            self.conv1 = torch.nn.Conv2d(w["conv1.weight"].shape[1], w["conv1.weight"].shape[0], 3)
+            self.conv2 = torch.nn.Conv2d(w["conv2.weight"].shape[1], w["conv2.weight"].shape[0], 3)
+            self.dense = torch.nn.Linear(*w["dense.weight"].shape[::-1])
+            self.logits = torch.nn.Linear(*w["logits.weight"].shape[::-1])
+            self.load_state_dict(w)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+            return self.logits(F.relu(self.dense(x.flatten(1))))
+
+    return CNN().eval()
+
+
+def attack(weights_path: Path, result_path: Path, n: int | None, budgets: list[float]) -> dict:
+    """Standard AutoAttack (torchattacks) on the first ``n`` test images at each budget."""
+    import torch
+    import torchattacks as ta
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with np.load(weights_path) as f:
+        weights = {k: f[k] for k in f.files if k != "expected_logits"}
+        expected = f["expected_logits"]
+    net = torch_cnn(weights).to(device)
+    x_np, y_np = _test_images(n)
+    x = torch.from_numpy(x_np[:, None]).to(device)
+    y = torch.from_numpy(y_np).to(device)
+    x_check = torch.from_numpy(_test_images(len(expected))[0][:, None]).to(device)
+    with torch.no_grad():
+        check = net(x_check).cpu().numpy()
+    # the same network in both frameworks: same logits up to float32 rounding
+    assert np.allclose(check, expected, atol=1e-3), np.abs(check - expected).max()
+    result: dict[str, Any] = {
+        "implementation": f"torchattacks {ta.__version__}, torch {torch.__version__}, {device}",
+        "n_images": len(x),
+        "logits_max_difference_to_keras": float(np.abs(check - expected).max()),
+    }
+    with torch.no_grad():
+        robust = net(x).argmax(1) == y
+    result["clean"] = float(robust.float().mean())
+    for eps in budgets:
+        started = time.perf_counter()
+        still = robust.clone()
+        broken_by = {}
+        for atk in (
+            ta.APGD(net, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce", seed=0),
+            ta.APGDT(net, norm="Linf", eps=eps, steps=100, n_restarts=1, n_classes=10, seed=0),
+            ta.FAB(net, norm="Linf", eps=eps, steps=100, n_restarts=1, multi_targeted=True,
+                   n_classes=10, seed=0),
+            ta.Square(net, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, seed=0),
+        ):  # fmt: skip
+            idx = still.nonzero().flatten()
+            if not len(idx):
+                break
+            x_adv = atk(x[idx], y[idx]).detach()
+            within = float((x_adv - x[idx]).abs().max()) <= eps + 1e-5
+            assert within and float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+            with torch.no_grad():
+                fooled = net(x_adv).argmax(1) != y[idx]
+            broken_by[atk.attack] = int(fooled.sum())
+            still[idx[fooled]] = False
+        result[str(eps)] = {
+            "robust": float(still.float().mean()),
+            "broken_by": broken_by,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(eps, result[str(eps)], flush=True)
+    result_path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.independent_autoattack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="a saved .keras model's weights in PyTorch's layout")
+    e.add_argument("model", type=Path)
+    e.add_argument("out", type=Path)
+    a = sub.add_parser("attack", help="torchattacks' standard AutoAttack on the weights")
+    a.add_argument("weights", type=Path)
+    a.add_argument("result", type=Path)
+    a.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
+    a.add_argument("--eps", type=float, nargs="+", default=[0.25, 0.3])
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        print(export(args.model, args.out))
+    else:
+        attack(args.weights, args.result, args.n, args.eps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
