@@ -701,19 +701,33 @@ def check_converged(model: str, result: Mapping[str, Any], tolerance: float = 0.
 
 
 def check_white_box_strongest(
-    model: str, curve: Mapping[str, Mapping[str, float]], tolerance: float = 0.005
+    model: str,
+    curve: Mapping[str, Mapping[str, float]],
+    tolerance: float = 0.005,
+    up_to: float | None = None,
 ) -> Check:
     """Black-box transfer and random noise of the same L∞ size must be weaker than the
-    white-box PGD attack at every budget (if not, the white-box attack is failing)."""
+    white-box PGD attack at every budget up to ``up_to`` (the largest budget a claim is made
+    at; ``None``: every budget): if not, the white-box attack is failing there.
+
+    Beyond ``up_to`` a failure is reported in the detail but does not fail the check: a
+    model trained at some budget can mislead PGD's gradients above it, where the transfer
+    attack then does better. Nothing is claimed there, and the curve's worst case over the
+    attacks already includes the transfer attack; the notebook shows the finding."""
     weaker = [a for a in ("transfer", "noise") if a in curve]
     bad = [
-        f"ε={k}: {a} {_pct(curve[a][k])} < PGD {_pct(curve['pgd'][k])}"
+        (float(k), f"ε={k}: {a} {_pct(curve[a][k])} < PGD {_pct(curve['pgd'][k])}")
         for a in weaker
         for k in curve["pgd"]
         if curve[a][k] < curve["pgd"][k] - tolerance
     ]
-    detail = f"{' and '.join(weaker)} ≥ PGD at every ε" if not bad else "; ".join(bad)
-    return Check("white-box strongest", model, not bad, detail)
+    required = [text for k, text in bad if up_to is None or k <= up_to + 1e-9]
+    beyond = [text for k, text in bad if up_to is not None and k > up_to + 1e-9]
+    where = "every ε" if up_to is None else f"every ε up to {up_to:g}"
+    detail = f"{' and '.join(weaker)} ≥ PGD at {where}" if not required else "; ".join(required)
+    if beyond:
+        detail += f"; beyond ε = {up_to:g} (not required): {'; '.join(beyond)}"
+    return Check("white-box strongest", model, not required, detail)
 
 
 def check_gradient_free_weaker(
@@ -783,6 +797,7 @@ def model_checks(
     max_steps: int = 160,
     max_restarts: int = 20,
     autoattack_run: Mapping[str, Any] | None = None,
+    claims_up_to: float | None = None,
     seed: int = 0,
 ) -> tuple[list[Check], dict[str, Any]]:
     """Every sanity check on one model (named ``label`` in the checks).
@@ -792,7 +807,9 @@ def model_checks(
     (``steps``, ``restarts``) up to (``max_steps``, ``max_restarts``); the other checks read
     the model's :func:`robustness_curve` ``curve`` and, given its
     :func:`autoattack_headline` run at ``eps`` (``autoattack_run``), what the gradient-free
-    attack found there (:func:`check_gradient_free_adds_little`). Returns ``(checks,
+    attack found there (:func:`check_gradient_free_adds_little`); ``claims_up_to``: the
+    largest budget of the claims, above which the white-box check only reports
+    (:func:`check_white_box_strongest`). Returns ``(checks,
     effort)``: the checks in the order of the checklist, and the :func:`converge_attack`
     result.
     """
@@ -806,7 +823,7 @@ def model_checks(
         check_iterative_beats_single_step(label, curve),
         check_monotone_in_budget(label, curve),
         check_converged(label, effort, tolerance),
-        check_white_box_strongest(label, curve),
+        check_white_box_strongest(label, curve, up_to=claims_up_to),
         *([check_gradient_free_adds_little(label, autoattack_run)] if autoattack_run else []),
         check_worst_case(label, curve),
     ]

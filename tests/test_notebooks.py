@@ -5,6 +5,7 @@ compares the outputs of cells marked NBVAL_CHECK_OUTPUT.
 """
 
 import json
+import os
 
 import pytest
 
@@ -12,26 +13,65 @@ from helpers.paths import PROJECT_ROOT
 from tooling.series import CI_PARAMETERS, NOTEBOOKS, run_notebook
 
 EXECUTED = PROJECT_ROOT / "build" / "ci" / "executed"
+ARTIFACTS = PROJECT_ROOT / "build" / "ci" / "artifacts"
 pytestmark = pytest.mark.notebooks
+#: Notebooks run two at a time, each once the notebooks whose models it loads are done
+#: (``tooling.series.NEEDS``), each kernel on one thread: at CI size much of a notebook's
+#: time is its kernel's start, imports and Python's own work, which two kernels overlap.
+JOBS = 2
 
 
 @pytest.fixture(autouse=True)
 def _shared_artifacts(monkeypatch):
     """Notebooks hand models to each other: one artifacts folder for the whole series."""
-    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(PROJECT_ROOT / "build" / "ci" / "artifacts"))
+    monkeypatch.setenv("MNIST_AD_ARTIFACTS", str(ARTIFACTS))
+
+
+@pytest.fixture(scope="module")
+def series(request) -> dict[str, object]:
+    """Run the notebooks this session selected (all of them for ``make notebooks``), JOBS at
+    a time; ``{notebook: seconds}``, or ``{"failure": exception}`` if one failed (the
+    others that had started still finish, their executed copies are checked one by one)."""
+    from tooling.reproduce import _run_side_by_side, forget_models_made_by
+
+    selected = [
+        item.callspec.params["notebook"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_notebook_runs_at_ci_size"
+    ]
+    todo = [nb for nb in NOTEBOOKS if nb in selected]
+    saved = {k: os.environ.get(k) for k in ("MNIST_AD_ARTIFACTS", "TF_NUM_INTRAOP_THREADS")}
+    os.environ["MNIST_AD_ARTIFACTS"] = str(ARTIFACTS)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(max(1, (os.cpu_count() or 2) // JOBS))
+    try:
+        for notebook in todo:
+            (EXECUTED / notebook).unlink(missing_ok=True)  # no stale copy can pass for a run
+            forget_models_made_by(notebook)
+        done = set(NOTEBOOKS) - set(todo)  # not selected: their models, if any, are used
+        return dict(_run_side_by_side(todo, done, "ci", EXECUTED, JOBS))
+    except Exception as failure:  # each notebook's test reports on its own copy
+        return {"failure": failure}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_notebook_runs_at_ci_size(notebook):
-    output, seconds = run_notebook(notebook, EXECUTED, size="ci")
+def test_notebook_runs_at_ci_size(notebook, series):
+    output = EXECUTED / notebook
+    if not output.exists():
+        pytest.fail(f"{notebook} did not run: {series.get('failure')!r}")
     nb = json.loads(output.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == (1 if CI_PARAMETERS[notebook] else 0), "CI parameters not injected"
     errors = [
         o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
-    assert not errors
-    print(f"{notebook}: {seconds:.0f} s")
+    assert not errors, f"{notebook} failed: {series.get('failure')!r}"
+    print(f"{notebook}: {series[notebook]:.0f} s")
 
 
 def test_series_results_assemble(monkeypatch):

@@ -288,6 +288,10 @@ def test_white_box_check_catches_a_stronger_transfer_attack():
     bad = curve([0.5, 0.2, 0.0], noise=[0.9, 0.9, 0.8], transfer=[0.7, 0.1, 0.3])
     failed = rb.check_white_box_strongest("m", bad)
     assert not failed.passed and "transfer" in failed.detail
+    # required up to the claims' largest budget; beyond it reported, not failed
+    assert not rb.check_white_box_strongest("m", bad, up_to=0.2).passed
+    beyond = rb.check_white_box_strongest("m", bad, up_to=0.1)
+    assert beyond.passed and "beyond ε = 0.1 (not required): ε=0.2: transfer" in beyond.detail
 
 
 def test_worst_case_check_catches_an_optimistic_robust_accuracy():
