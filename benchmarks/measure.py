@@ -117,8 +117,11 @@ def training_epochs(
     timed_epochs: int,
     batch_size: int,
     seed: int = 0,
+    precision: str = "float32",
 ) -> tuple[dict[str, list[float]], dict[str, keras.Model]]:
-    """Seconds per epoch on ``x`` for each defense in ``settings``, warm-up epoch excluded.
+    """Seconds per epoch on ``x`` for each defense in ``settings``, warm-up epoch excluded,
+    the models built in ``precision`` (the course's, :func:`helpers.model.training_precision`,
+    when the benchmark measures what the notebooks do).
 
     ``settings`` maps a defense to ``{"build": build_cnn kwargs, "train": train_model
     kwargs}`` (see :func:`defense_settings`). Each ``train_model`` call compiles its own
@@ -128,7 +131,10 @@ def training_epochs(
 
     Returns ``({defense: [seconds per timed epoch]}, {defense: trained model})``.
     """
-    models = {d: build_cnn(name=f"bench_{d}", **settings[d].get("build", {})) for d in settings}
+    models = {
+        d: build_cnn(name=f"bench_{d}", precision=precision, **settings[d].get("build", {}))
+        for d in settings
+    }
     epochs: dict[str, list[float]] = {d: [] for d in settings}
     order = list(settings)
     if "none" in order:

@@ -160,7 +160,7 @@ def render_table(results: dict[str, Any]) -> str:
     if "standard_images_per_s" in r:
         rows.append(
             (
-                "standard training (batch 128)",
+                f"standard training (batch 128, {r.get('training_precision', 'float32')})",
                 f"{r['standard_images_per_s']:,.0f} images/s; "
                 f"{r['standard_epoch_s']:.1f} s per epoch of {r['full_train_images']:,}",
                 "–",

@@ -234,7 +234,7 @@ def measure(
     from benchmarks import measure as m
     from benchmarks import report
     from helpers.data import prepare_mnist, stratified_subset
-    from helpers.model import build_cnn, predict_probabilities
+    from helpers.model import build_cnn, in_float32, predict_probabilities, training_precision
     from helpers.training import set_seed, train_model
     from tooling.series import NOTEBOOKS
 
@@ -258,13 +258,18 @@ def measure(
             steps = sizes.train_pgd_steps
             pgd_train = settings["pgd"]["train"]
             pgd_train["defense"] = pgd_train["defense"]._replace(steps=steps)
+        precision = training_precision()  # what the notebooks train in on this CPU
         epochs, models = m.training_epochs(
             data.x_train[:n],
             data.y_train[:n],
             settings=settings,
             timed_epochs=sizes.timed_epochs,
             batch_size=sizes.batch_size,
+            precision=precision,
         )
+        results["training_precision"] = precision
+        if precision != "float32":  # the attacks measured below run in float32
+            models = {d: in_float32(v, **settings[d].get("build", {})) for d, v in models.items()}
         results["training_settings"] = {"source": source, **m.settings_record(settings)}
         standard = statistics.median(epochs["none"])
         results["standard_images_per_s"] = n / standard

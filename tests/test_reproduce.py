@@ -102,6 +102,20 @@ def test_table_lists_notebook_times():
     assert "Notebook run times: 01 0.2 min, 02 6.0 min; the whole series 6 min." in table
 
 
+def test_table_reports_check_failures_beyond_the_claimed_budgets():
+    check = {
+        "passed": True,
+        "model": "PGD-trained CNN",
+        "name": "white-box strongest",
+        "detail": "transfer ≥ PGD at every ε up to 0.3; beyond ε = 0.3 (not required): "
+        "ε=0.4: transfer 20.0% < PGD 36.0%",
+    }
+    evaluation = {**SAMPLE["evaluation"], "checks": [*SAMPLE["evaluation"]["checks"], check]}
+    table = reproduce.results_table({**SAMPLE, "evaluation": evaluation})
+    assert "not required: PGD-trained CNN, white-box strongest: ε=0.4: transfer 20.0%" in table
+    assert "not required" not in reproduce.results_table(SAMPLE)
+
+
 def test_update_readme_replaces_only_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{reproduce.TABLE_START}\nold\n{reproduce.TABLE_END}\noutro\n")
