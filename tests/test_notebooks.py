@@ -71,7 +71,7 @@ def test_notebook_runs_at_ci_size(notebook, series):
         o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     assert not errors, f"{notebook} failed: {series.get('failure')!r}"
-    print(f"{notebook}: {series[notebook]:.0f} s")
+    print(f"{notebook}: {series.get(notebook, 0):.0f} s")
 
 
 def test_series_results_assemble(monkeypatch):

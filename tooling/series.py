@@ -21,13 +21,16 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from tooling import quiet
@@ -168,6 +171,13 @@ class LocalKernelManager(AsyncKernelManager):
     (:mod:`tooling.quiet`); every other line comes through."""
 
     transport = "ipc"
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        """Socket files of this kernel's own (jupyter_client's default, ``kernel-ipc`` in the
+        working folder, is shared by every kernel started before its connection file is
+        named: two notebooks run side by side would read each other's messages)."""
+        return os.path.join(tempfile.gettempdir(), f"mnist-ad-kernel-{uuid.uuid4().hex}-ipc")
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         kw["stderr"] = subprocess.PIPE
