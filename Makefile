@@ -47,11 +47,13 @@ notebooks: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest -m notebooks
 
 # Re-runs papermill's executed copies and compares the outputs marked NBVAL_CHECK_OUTPUT:
-# only the notebooks that have such cells (`make notebooks` already ran every notebook).
+# only the notebooks that have such cells (`make notebooks` already ran every notebook), with
+# TensorFlow on as many threads as make notebooks' kernels had (tests/test_notebooks.py).
+KERNEL_THREADS = 1
 NBVAL_NOTEBOOKS = $(patsubst notebooks/%,$(CI_DIR)/executed/%,\
 	$(shell grep -l NBVAL_CHECK_OUTPUT notebooks/*.ipynb))
 nbval: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider $(NBVAL_NOTEBOOKS)
+	$(TEST_ENV) TF_NUM_INTRAOP_THREADS=$(KERNEL_THREADS) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider $(NBVAL_NOTEBOOKS)
 
 # Notebook 03's explorer in JupyterLab + headless Chromium (needs `make notebooks` first).
 browser: $(STAMP)
