@@ -76,7 +76,7 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval ``(lower, upper)`` of a share measured as ``k`` successes
     out of ``n`` (95% for ``z = 1.96``): where the share over all images lies, given that
     only ``n`` of them were measured. Unlike ``p ± z·sqrt(p(1 - p)/n)`` it stays inside
-    [0, 1] and does not shrink to nothing at 0% or 100% (Exercise 6.3 writes it)."""
+    [0, 1] and does not shrink to nothing at 0% or 100% (Exercise 6.2 writes it)."""
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
     p = k / n

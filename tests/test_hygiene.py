@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 
 import pytest
 
@@ -127,6 +128,32 @@ def test_series_navigation_links_every_other_notebook(path):
     assert -1 not in positions, f"{path.name}: the series line lacks a link to {others}"
     assert positions == sorted(positions), f"{path.name}: the series line is out of order"
     assert f"({path.name})" not in nav, f"{path.name} links to itself"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_exercises_numbered_in_order_with_matching_grade_ids(path):
+    """Exercise N.1, N.2, ... appear in that order; each graded cell's id starts with its
+    exercise's ``exN_k_``; the exercises list says how many are graded above it."""
+    nb, chapter = load(path), int(path.name[:2])
+    numbers, current = [], None
+    for cell in nb["cells"]:
+        text = "".join(cell["source"])
+        match = re.match(rf"### Exercise {chapter}\.(\d+) ", text)
+        if match:
+            current = int(match.group(1))
+            numbers.append(current)
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id and not grade_id.startswith("cell-"):
+            assert grade_id.startswith(f"ex{chapter}_{current}_"), (
+                f"{path.name}: {grade_id} sits under Exercise {chapter}.{current}"
+            )
+    assert numbers == list(range(1, len(numbers) + 1)), f"{path.name}: exercises {numbers}"
+    if numbers:
+        markdown = " ".join("".join("".join(c["source"]) for c in nb["cells"]).split())
+        word = "and" if len(numbers) == 2 else "to"
+        assert f"Exercises {chapter}.1 {word} {chapter}.{len(numbers)} above" in markdown, (
+            f"{path.name}: the exercises section does not count {len(numbers)} graded ones"
+        )
 
 
 LIBRARY = sorted((PROJECT_ROOT / "helpers").glob("*.py"))
