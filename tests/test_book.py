@@ -186,6 +186,28 @@ def test_the_page_version_of_a_notebook_hides_answers_and_keeps_the_course():
     assert nb["cells"][2]["source"] == EXERCISE, "the executed notebook itself is not changed"
 
 
+def test_tensorflows_start_up_notices_are_left_out_of_a_page_and_nothing_else():
+    notice = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796414121.354487   31599 port.cc:153] oneDNN custom operations are on.\n"
+    )
+    cell = {
+        "cell_type": "code",
+        "source": "import tensorflow",
+        "metadata": {},
+        "outputs": [
+            {"output_type": "stream", "name": "stderr", "text": notice},
+            {"output_type": "stream", "name": "stderr", "text": [notice, "UserWarning: kept\n"]},
+            {"output_type": "stream", "name": "stdout", "text": "accuracy 99%\n"},
+        ],
+    }
+    book.drop_start_up_noise(cell)
+    assert cell["outputs"] == [
+        {"output_type": "stream", "name": "stderr", "text": "UserWarning: kept\n"},
+        {"output_type": "stream", "name": "stdout", "text": "accuracy 99%\n"},
+    ]
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_no_line_of_a_solution_or_hidden_test_survives_in_a_course_notebook(notebook):
     """Every line written only inside a solution or hidden-test region of the instructor

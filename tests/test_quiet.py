@@ -54,3 +54,39 @@ def test_quiet_stderr_keeps_a_crash_traceback_and_drops_the_notices():
     assert run.returncode == 1
     assert "kept line" in run.stderr and "absl::InitializeLog" not in run.stderr
     assert run.stderr.rstrip().endswith("RuntimeError: the last thing this process says")
+
+
+def _executed_outputs(tmp_path, manager) -> str:
+    """Run a one-cell notebook that writes like TensorFlow's C++ code (to file descriptor
+    2) and like Python (print, a warning), with papermill and ``manager``; its outputs."""
+    import nbformat
+    import papermill
+
+    cell = (
+        "import os, warnings\n"
+        f"os.write(2, {NOISE[1]!r}.encode() + b'\\n')\n"
+        "print('python output')\n"
+        "warnings.warn('a python warning')\n"
+    )
+    source, executed = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]), source)
+    papermill.execute_notebook(
+        str(source), str(executed), kernel_name="python3", progress_bar=False,
+        kernel_manager_class=manager,
+    )  # fmt: skip
+    outputs = nbformat.read(executed, as_version=4).cells[0].outputs
+    return "".join(o.get("text", "") for o in outputs)
+
+
+def test_series_kernels_keep_c_level_notices_out_of_the_notebook(tmp_path, monkeypatch):
+    from jupyter_client.manager import AsyncKernelManager
+
+    from tooling.series import LocalKernelManager
+
+    # ipykernel never captures file descriptors under pytest: let the kernel think it is not
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    plain = _executed_outputs(tmp_path, AsyncKernelManager)
+    assert "oneDNN custom operations" in plain  # a plain kernel copies it into the notebook
+    ours = _executed_outputs(tmp_path, LocalKernelManager)
+    assert "oneDNN custom operations" not in ours
+    assert "python output" in ours and "a python warning" in ours

@@ -39,6 +39,10 @@ loses its outputs, which could give an answer away. The course's own cells never
 answer (a rule of the teacher's guide), so their outputs stay. A region without its end
 stops the build instead of being published.
 
+**TensorFlow's start-up notices** (absl's and oneDNN's lines, :mod:`tooling.quiet`), which
+a kernel started elsewhere than by ``tooling.series`` copies into the setup cell's output,
+are left out of the pages; every other line of a cell's output stays.
+
 **Widgets** need a kernel. A tqdm progress bar becomes its last line of text; the ε
 explorer of notebooks 03 and 05 becomes the screenshot ``docs/explorer.png`` with a note
 on how to run it live (`make lab`) and a link to the explorer page.
@@ -79,6 +83,7 @@ from tooling.classroom import (
     load_notebook,
     save_notebook,
 )
+from tooling.quiet import is_start_up_noise
 from tooling.series import NOTEBOOKS, SIZES, cell_text, parameters_for
 
 BOOK_DIR: Path = PROJECT_ROOT / "book"
@@ -236,6 +241,21 @@ def replace_widgets(cell: dict[str, Any], state: Mapping[str, Any], screenshot: 
     cell["outputs"] = outputs
 
 
+def drop_start_up_noise(cell: dict[str, Any]) -> None:
+    """Remove, in place, TensorFlow's start-up notices from ``cell``'s text outputs
+    (:func:`tooling.quiet.is_start_up_noise`), and any output left empty by it."""
+    outputs = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            text = output["text"] if isinstance(output["text"], str) else "".join(output["text"])
+            kept = [ln for ln in text.splitlines(keepends=True) if not is_start_up_noise(ln)]
+            if not kept:
+                continue
+            output = {**output, "text": "".join(kept)}
+        outputs.append(output)
+    cell["outputs"] = outputs
+
+
 # ------------------------------------------------------------------------- pages
 
 
@@ -257,6 +277,7 @@ def site_notebook(nb: Mapping[str, Any], screenshot: bytes) -> dict[str, Any]:
             cell["source"] = rewrite_links(cell_text(cell), SITE_LINKS)
         if cell["cell_type"] == "code":
             replace_widgets(cell, state, screenshot)
+            drop_start_up_noise(cell)
         cells.append(cell)
     metadata = {k: v for k, v in nb.get("metadata", {}).items() if k != "widgets"}
     return {**nb, "metadata": metadata, "cells": cells}

@@ -167,8 +167,11 @@ class LocalKernelManager(AsyncKernelManager):
     """A kernel that talks to papermill through local sockets (files beside its connection
     file) instead of loopback TCP ports: nothing else on the machine can connect to it, and
     the kernel has no reason to warn, at every start, that its TCP traffic is unencrypted.
-    Its standard error reaches ours without TensorFlow's start-up notices
-    (:mod:`tooling.quiet`); every other line comes through."""
+    What C++ code writes to the kernel's standard error (TensorFlow's start-up notices at
+    its import, in every notebook's setup cell) is not copied into the notebook's outputs
+    (``capture_fd_output`` off): it reaches our standard error, without those notices
+    (:mod:`tooling.quiet`); every other line comes through. Python's own output and
+    warnings stay in the notebook."""
 
     transport = "ipc"
 
@@ -181,6 +184,7 @@ class LocalKernelManager(AsyncKernelManager):
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         kw["stderr"] = subprocess.PIPE
+        kernel_cmd = [*kernel_cmd, "--IPKernelApp.capture_fd_output=False"]
         await super()._async_launch_kernel(kernel_cmd, **kw)
         quiet.forward_in_background(self.provisioner.process.stderr, sys.stderr.fileno())
 
