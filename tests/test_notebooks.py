@@ -5,7 +5,6 @@ compares the outputs of cells marked NBVAL_CHECK_OUTPUT.
 """
 
 import json
-import os
 
 import pytest
 
@@ -45,23 +44,17 @@ def series(request) -> dict[str, object]:
         if getattr(item, "originalname", "") == "test_notebook_runs_at_ci_size"
     ]
     todo = [nb for nb in NOTEBOOKS if nb in selected]
-    saved = {k: os.environ.get(k) for k in ("MNIST_AD_ARTIFACTS", "TF_NUM_INTRAOP_THREADS")}
-    os.environ["MNIST_AD_ARTIFACTS"] = str(ARTIFACTS)
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(KERNEL_THREADS)
-    try:
-        for notebook in todo:
-            (EXECUTED / notebook).unlink(missing_ok=True)  # no stale copy can pass for a run
-            forget_models_made_by(notebook)
-        done = set(NOTEBOOKS) - set(todo)  # not selected: their models, if any, are used
-        return dict(_run_side_by_side(todo, done, "ci", EXECUTED, JOBS))
-    except Exception as failure:  # each notebook's test reports on its own copy
-        return {"failure": failure}
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as env:  # the kernels inherit it; undone afterwards
+        env.setenv("MNIST_AD_ARTIFACTS", str(ARTIFACTS))
+        env.setenv("TF_NUM_INTRAOP_THREADS", str(KERNEL_THREADS))
+        try:
+            for notebook in todo:
+                (EXECUTED / notebook).unlink(missing_ok=True)  # no stale copy passes for a run
+                forget_models_made_by(notebook)
+            done = set(NOTEBOOKS) - set(todo)  # not selected: their models, if any, are used
+            return dict(_run_side_by_side(todo, done, "ci", EXECUTED, JOBS))
+        except Exception as failure:  # each notebook's test reports on its own copy
+            return {"failure": failure}
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
