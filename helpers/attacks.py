@@ -155,6 +155,19 @@ def apply_signs(x: np.ndarray, signs: np.ndarray, eps: float) -> np.ndarray:
     return np.clip(x + np.float32(eps) * signs, 0.0, 1.0).astype(np.float32)
 
 
+def fgsm_step(
+    model: keras.Model,
+    x: tf.Tensor,
+    y_onehot: tf.Tensor,
+    step: float | tf.Tensor,
+    loss_on: LossOn = "logits",
+) -> tf.Tensor:
+    """FGSM on a batch of tensors: ``clip(x + step * sign(grad_x loss), 0, 1)``; ``step``
+    is ε, or -ε for a targeted attack (down the loss of the target)."""
+    gradient = loss_gradient(model, x, y_onehot, loss_on)
+    return tf.clip_by_value(x + step * tf.sign(gradient), 0.0, 1.0)
+
+
 def fgsm(
     model: keras.Model,
     x: np.ndarray,
@@ -179,8 +192,12 @@ def fgsm(
         ``float32`` adversarial images, same shape as ``x``.
     """
     eps = validate_epsilon(eps)
-    signs = fgsm_signs(model, x, y, targeted=targeted, loss_on=loss_on)
-    return apply_signs(validate_images(x), signs, eps)
+    if loss_on not in LOSSES:
+        raise ValueError(f"loss_on must be one of {LOSSES}, got {loss_on!r}")
+    x, y_onehot = attack_inputs(model, x, y, targeted)
+    step = -eps if targeted else eps
+    (x_adv,) = engine.in_batches(model, fgsm_step, [x, y_onehot], [step], loss_on=loss_on)
+    return x_adv
 
 
 def random_sign_noise(x: np.ndarray, eps: float, seed: int = 0) -> np.ndarray:

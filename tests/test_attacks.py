@@ -39,6 +39,20 @@ def test_fgsm_stays_in_budget_and_valid_range(eps, random_images):
         np.testing.assert_array_equal(x_adv, x)
 
 
+@pytest.mark.parametrize("loss_on", attacks.LOSSES)
+@pytest.mark.parametrize("targeted", [False, True])
+def test_fgsm_in_one_compiled_step_equals_signs_then_step(loss_on, targeted, random_images):
+    """fgsm's compiled step gives, bit for bit, the readable two-step form: the direction
+    (fgsm_signs) and then the step along it (apply_signs); y=None uses the predictions."""
+    x, y = random_images
+    model = tiny_smooth_model()
+    for labels in (y, None) if not targeted else (y,):
+        signs = attacks.fgsm_signs(model, x, labels, targeted=targeted, loss_on=loss_on)
+        for eps in (0.0, 0.1, 0.3):
+            got = attacks.fgsm(model, x, labels, eps, targeted=targeted, loss_on=loss_on)
+            np.testing.assert_array_equal(got, attacks.apply_signs(x, signs, eps))
+
+
 def test_fgsm_sign_matches_finite_differences(random_images):
     x, y = random_images
     model = tiny_smooth_model()
