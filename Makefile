@@ -39,8 +39,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# In UNIT_JOBS processes (pytest-xdist): one process keeps about one core busy, as the tests'
+# models are tiny; each test file stays in one process, with its module fixtures.
+UNIT_JOBS ?= 2
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not notebooks and not browser and not book and not classroom and not hub"
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(UNIT_JOBS) --dist loadfile \
+		-m "not notebooks and not browser and not book and not classroom and not hub"
 
 # Executes every notebook in order with papermill at CI size (copies in build/ci/executed).
 notebooks: $(STAMP)

@@ -7,13 +7,19 @@ import shutil
 import socket
 from typing import NoReturn
 
-import keras
-import numpy as np
-import pytest
+from tooling.quiet import quiet_stderr
 
-from helpers.data import prepare_mnist
-from helpers.model import build_cnn
-from helpers.training import set_seed, train_model
+# Before TensorFlow's import: its start-up notices would reach the terminal from every
+# process of `make unit` (pytest-xdist's workers and the process that leads them).
+quiet_stderr()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers.data import prepare_mnist  # noqa: E402
+from helpers.model import build_cnn  # noqa: E402
+from helpers.training import set_seed, train_model  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
