@@ -85,6 +85,7 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
         "EPSILONS": [0.0, 0.1, 0.2, 0.3],
         "N_CURVE": 100,
         "N_HEADLINE": 200,
+        "N_TEST": 1000,
         "N_CHECK": 100,
         "PGD_RESTARTS": 1,
         "AA_APGD_STEPS": 20,
