@@ -149,6 +149,8 @@ def collect_metrics(info: dict[str, Any], notebook_seconds: dict[str, float]) ->
         },
         # Notebook 04, section 7: TRADES at several β beside PGD training of the same size.
         "trades_tradeoff": load_metrics("trades_tradeoff"),
+        # Notebook 04, section 5: the FGSM-RS recipe with and without its random start.
+        "random_start_ablation": load_metrics("random_start_ablation"),
         "saturated_softmax": {
             "model": "standard",
             "fgsm_loss_on_logits": attack["fgsm"][_key(attack["eps"])],
