@@ -79,6 +79,12 @@ def validate_epsilon(eps: float, name: str = "eps") -> float:
     return value
 
 
+def validate_loss_on(loss_on: str) -> None:
+    """Raise ``ValueError`` unless ``loss_on`` is one of :data:`LOSSES`."""
+    if loss_on not in LOSSES:
+        raise ValueError(f"loss_on must be one of {LOSSES}, got {loss_on!r}")
+
+
 def attack_inputs(
     model: keras.Model, x: np.ndarray, y: np.ndarray | None, targeted: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +147,7 @@ def fgsm_signs(
     (see :func:`apply_signs`). Returns ``float32`` ``(n, 28, 28, 1)`` in {-1, 0, +1};
     a 0 marks a pixel whose gradient is exactly zero.
     """
-    if loss_on not in LOSSES:
-        raise ValueError(f"loss_on must be one of {LOSSES}, got {loss_on!r}")
+    validate_loss_on(loss_on)
     x, y_onehot = attack_inputs(model, x, y, targeted)
     (gradient,) = engine.in_batches(model, loss_gradient, [x, y_onehot], loss_on=loss_on)
     signs = np.sign(gradient)
@@ -192,8 +197,7 @@ def fgsm(
         ``float32`` adversarial images, same shape as ``x``.
     """
     eps = validate_epsilon(eps)
-    if loss_on not in LOSSES:
-        raise ValueError(f"loss_on must be one of {LOSSES}, got {loss_on!r}")
+    validate_loss_on(loss_on)
     x, y_onehot = attack_inputs(model, x, y, targeted)
     step = -eps if targeted else eps
     (x_adv,) = engine.in_batches(model, fgsm_step, [x, y_onehot], [step], loss_on=loss_on)
