@@ -278,6 +278,35 @@ def keep_autograded(executed: Path, course_dir: Path, student: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+#: The longest path of a Unix socket (Linux: 108 bytes with the closing zero). A kernel's
+#: sockets lie in ``<run>/<n>/runtime/``, so the course folder's path must leave room.
+SOCKET_PATH_MAX = 107
+
+
+def new_run_folder(parent: Path) -> Path:
+    """A new folder ``parent/<date-time>`` (``-2``, ``-3``... after it when two runs start in
+    the same second) for one grading run, readable by this user only, as the kernels'
+    connection keys live in it (the sandbox sees it empty)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        run = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            run.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        socket = run / "0000" / "runtime" / "kernel-99"  # a kernel's sockets: kernel-<port>
+        if len(str(socket)) > SOCKET_PATH_MAX:
+            run.rmdir()
+            raise ValueError(
+                f"the course folder's path is too long for the kernels' sockets ({socket} has "
+                f"{len(str(socket))} characters, at most {SOCKET_PATH_MAX}): move the course "
+                "to a shorter path"
+            )
+        return run
+    raise FileExistsError(f"{parent} already holds 999 runs started at {stamp}")
+
+
 def grade(
     submissions: Path,
     course_dir: Path,
@@ -305,9 +334,7 @@ def grade(
     students = students_in(submissions)
     if not students:
         raise FileNotFoundError(f"{submissions} holds no student folders")
-    run = course_dir / "grading" / time.strftime("%Y%m%d-%H%M%S")
-    run.mkdir(parents=True)
-    run.chmod(0o700)  # connection keys live here; the sandbox sees empty folders instead
+    run = new_run_folder(course_dir / "grading")
     most = max_scores(course_dir)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         futures = [
