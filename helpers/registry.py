@@ -12,6 +12,7 @@ import time
 from typing import Any, NamedTuple
 
 import keras
+import numpy as np
 
 from helpers.attacks import EPS
 from helpers.data import load_mnist, prepare_mnist, preprocess_images
@@ -240,14 +241,20 @@ def train_recipe(
 
 
 def summarize_training(
-    model: keras.Model, history: dict[str, list[float]], settings: dict[str, Any]
+    model: keras.Model,
+    history: dict[str, list[float]],
+    settings: dict[str, Any],
+    test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """What notebooks save about a trained model: clean and FGSM (at :data:`EPS`) accuracy
-    on all 10,000 test images, plus ``settings`` and ``history`` from :func:`train_recipe`.
-    Accuracies are fractions in [0, 1]."""
-    mnist = load_mnist()
-    x_test = preprocess_images(mnist.x_test)
-    curve = fgsm_accuracy_curve(model, x_test, mnist.y_test, [0.0, EPS])
+    on ``test`` (images ``(n, 28, 28, 1)`` in [0, 1] and their labels; ``None``: all 10,000
+    test images), plus ``settings`` and ``history`` from :func:`train_recipe`. Accuracies
+    are fractions in [0, 1]."""
+    if test is None:
+        mnist = load_mnist()
+        test = (preprocess_images(mnist.x_test), mnist.y_test)
+    x_test, y_test = test
+    curve = fgsm_accuracy_curve(model, x_test, y_test, [0.0, EPS])
     return {
         **settings,
         "clean": curve["0"],

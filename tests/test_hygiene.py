@@ -29,16 +29,17 @@ def test_training_notebooks_hold_sizes_not_recipes():
     """The recipes live in helpers.registry alone: notebooks 02 and 04 choose only how much
     to train (None: the recipe's epochs), so no second copy of a setting can drift. Notebook
     04's TRADES sweep also chooses its values of β (the experiment, not a recipe: every
-    other setting is the registry's "trades_at") and the size of its evaluation."""
+    other setting is the registry's "trades_at") and the size of its evaluation, and the
+    number of test images its clean and FGSM accuracies are measured on."""
     nb02 = notebook_parameters(NOTEBOOKS_DIR / "02_training_a_cnn.ipynb")
     nb04 = notebook_parameters(NOTEBOOKS_DIR / "04_adversarial_training.ipynb")
     assert set(nb02) == {"SEED", "N_TRAIN", "EPOCHS"}
     sweep = {"TRADES_BETAS", "TRADES_N_TRAIN", "TRADES_EPOCHS", "N_ATTACK"}
-    evaluation = {"AA_APGD_STEPS", "AA_TARGETS", "AA_QUERIES"}
+    evaluation = {"N_TEST", "AA_APGD_STEPS", "AA_TARGETS", "AA_QUERIES"}
     assert set(nb04) == {"SEED", "N_TRAIN", "EPOCHS", "FGSM_RS_EPOCHS", "PGD_EPOCHS"} | sweep | (
         evaluation
     )
-    assert nb02["EPOCHS"] is None and nb04["PGD_EPOCHS"] is None
+    assert nb02["EPOCHS"] is None and nb04["PGD_EPOCHS"] is None and nb04["N_TEST"] is None
 
 
 def test_series_lists_every_notebook_in_order():

@@ -60,3 +60,14 @@ def test_a_recipe_trained_in_bf16_comes_back_in_float32(small_mnist):
     )
     assert settings["precision"] == "mixed_bfloat16"
     assert model.get_layer("conv1").compute_dtype == "float32"  # attacks see float32
+
+
+def test_summarize_training_measures_on_the_test_images_it_is_given(small_mnist, trained_cnn):
+    from helpers.evaluation import fgsm_accuracy_curve
+
+    x, y = small_mnist.x_test[:120], small_mnist.y_test[:120]
+    summary = registry.summarize_training(trained_cnn, {"loss": [0.1]}, {"epochs": 1}, test=(x, y))
+    curve = fgsm_accuracy_curve(trained_cnn, x, y, [0.0, registry.EPS])
+    assert summary["n_test"] == 120 and summary["epochs"] == 1
+    assert summary["clean"] == curve["0"] and summary["fgsm"]["0.25"] == curve["0.25"]
+    assert summary["fgsm"]["0.25"] < summary["clean"]  # the attack did something

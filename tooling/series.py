@@ -72,6 +72,7 @@ CI_PARAMETERS: dict[str, dict[str, Any]] = {
         "EPOCHS": 2,
         "FGSM_RS_EPOCHS": 1,
         "PGD_EPOCHS": 1,
+        "N_TEST": 1000,
         "TRADES_BETAS": [1.0, 6.0],
         "TRADES_N_TRAIN": 1000,
         "TRADES_EPOCHS": 1,
