@@ -2,9 +2,10 @@
 
 Clones the committed ``HEAD`` of this checkout into a scratch folder (uncommitted changes
 are not in it), then runs there, one after another and timed, the stages of the
-Makefile's ``test`` target, starting with the virtual environment (``make venv``, the
-install ``make test`` does first on a fresh machine). Writes ``benchmarks/make_test.json``:
-``make_test_s`` (all stages), ``stages`` (seconds each), and the date, commit and machine.
+Makefile's ``test`` target (``TEST_STAGES``), starting with the virtual environment
+(``make venv``, the install ``make test`` does first on a fresh machine). Writes
+``benchmarks/make_test.json``: ``make_test_s`` (all stages), ``stages`` (seconds each), and
+the date, commit and machine.
 ``make bench`` reads that file into ``results.json`` and its table, as it reads the
 full-size series time from ``results/metrics.json``: neither is re-run by the benchmark.
 
@@ -38,24 +39,27 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results.json"
 
 
 def makefile_stages(makefile: Path = PROJECT_ROOT / "Makefile") -> list[str]:
-    """The prerequisites of the Makefile's ``test`` target, in order (its one source)."""
-    match = re.search(r"^test:(.*)$", makefile.read_text(), flags=re.MULTILINE)
+    """The stages of the Makefile's ``test`` target, in order (``TEST_STAGES``, their one
+    source); a stage of several targets is joined by ``+`` (they run two at a time)."""
+    match = re.search(r"^TEST_STAGES\s*:?=(.*)$", makefile.read_text(), flags=re.MULTILINE)
     if match is None or not match.group(1).split():
-        raise ValueError(f"{makefile} has no `test:` target with prerequisites")
-    return match.group(1).split()
+        raise ValueError(f"{makefile} sets no TEST_STAGES for its `test` target")
+    return [stage.replace(",", "+") for stage in match.group(1).split()]
 
 
 def time_stages(clone: Path, stages: list[str]) -> dict[str, float]:
-    """Run ``make STAGE`` in ``clone`` for each stage; seconds per stage. Raises
-    ``RuntimeError`` naming the stage that failed, with the end of its output."""
+    """Run each stage in ``clone`` as ``make test`` does (``make -j2 TARGET...``); seconds
+    per stage. Raises ``RuntimeError`` naming the stage that failed, with the end of its
+    output."""
     env = {**os.environ, "CI": "true"}
     env.pop("MNIST_AD_ARTIFACTS", None)  # the Makefile sets the CI-size folder itself
     seconds = {}
     for stage in stages:
         print(f"== make {stage}", flush=True)
+        command = ["make", "-j2", "--output-sync=target", *stage.split("+")]
         started = time.perf_counter()
         done = subprocess.run(
-            ["make", stage], cwd=clone, env=env, capture_output=True, text=True, check=False
+            command, cwd=clone, env=env, capture_output=True, text=True, check=False
         )
         seconds[stage] = time.perf_counter() - started
         print(f"   {seconds[stage]:.0f} s", flush=True)

@@ -169,12 +169,18 @@ def test_make_test_time_is_read_and_marked_against_ten_minutes(tmp_path):
 
 def test_make_test_stages_come_from_the_makefile_and_a_failure_names_its_stage(tmp_path):
     assert makefile_stages()[:2] == ["lint", "unit"]
-    assert "classroom" in makefile_stages()
-    (tmp_path / "Makefile").write_text("test: ok bad\nok:\n\ttrue\nbad:\n\tfalse\n")
-    assert makefile_stages(tmp_path / "Makefile") == ["ok", "bad"]
-    assert set(time_stages(tmp_path, ["ok"])) == {"ok"}
+    assert (
+        "classroom" in makefile_stages() and "hub-test+nbval+browser+book-test" in makefile_stages()
+    )
+    rules = "ok:\n\ttrue\nalso:\n\ttrue\nbad:\n\tfalse\n"
+    (tmp_path / "Makefile").write_text(f"TEST_STAGES := ok,also bad\n{rules}")
+    assert makefile_stages(tmp_path / "Makefile") == ["ok+also", "bad"]
+    assert set(time_stages(tmp_path, ["ok+also"])) == {"ok+also"}
     with pytest.raises(RuntimeError, match="`make bad` failed"):
-        time_stages(tmp_path, ["ok", "bad"])
+        time_stages(tmp_path, ["ok+also", "bad"])
+    (tmp_path / "Makefile").write_text(rules)
+    with pytest.raises(ValueError, match="no TEST_STAGES"):
+        makefile_stages(tmp_path / "Makefile")
 
 
 def test_missing_reproduce_results_are_a_note_not_a_crash(tmp_path):
