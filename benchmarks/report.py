@@ -232,13 +232,15 @@ def render_table(results: dict[str, Any]) -> str:
         src = r.get("make_test_source", {})
         stages = sorted((src.get("stages") or {}).items(), key=lambda kv: -kv[1])[:3]
         largest = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages)
+        test_machine = src.get("machine") or ""
+        elsewhere = test_machine and r.get("machine", {}).get("cpu", "?") not in test_machine
         rows.append(
             (
                 "`make test` from a fresh clone, installs included (apt not)",
                 f"{_minutes(r['make_test_s'])}"
                 + (f"; largest: {largest}" if largest else "")
                 + f", from `make bench-test` ({src.get('date', '?')}, commit "
-                f"`{src.get('commit', '?')}`)",
+                f"`{src.get('commit', '?')}`{f', on {test_machine}' if elsewhere else ''})",
                 _mark("make_test_s", r["make_test_s"]),
             )
         )

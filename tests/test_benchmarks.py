@@ -163,7 +163,12 @@ def test_make_test_time_is_read_and_marked_against_ten_minutes(tmp_path):
     assert found["make_test_s"] == 855.0 and found["source"]["stages"] == measured["stages"]
     table = render_table({"make_test_s": 855.0, "make_test_source": found["source"]})
     assert "14.2 min (855 s); largest: classroom 291 s, unit 92 s" in table
-    assert "≤ 10 min ✗" in table
+    assert "≤ 10 min ✗" in table and ", on " not in table
+    source = {**found["source"], "machine": "AMD EPYC, 2 cores"}  # measured on another CPU
+    mixed = {"machine": {"cpu": "Intel(R) Xeon(R) Processor"}, "make_test_s": 855.0}
+    assert "commit `c`, on AMD EPYC, 2 cores)" in render_table(
+        {**mixed, "make_test_source": source}
+    )
     assert "note" in make_test_from_file(tmp_path / "absent.json")
 
 
