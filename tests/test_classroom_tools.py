@@ -212,13 +212,17 @@ def test_student_kit_ships_the_course_library_and_no_tooling(tmp_path):
         assert all(f"{top}/{p}/__init__.py" in names for p in listed), listed
 
 
-def test_each_grading_run_gets_its_own_private_folder_or_a_clear_error(tmp_path):
+def test_each_grading_run_gets_its_own_private_folder_or_a_clear_error():
+    import tempfile
+
     from tooling import grading
 
-    first, second = grading.new_run_folder(tmp_path), grading.new_run_folder(tmp_path)
-    assert first != second and first.parent == second.parent == tmp_path
-    assert first.stat().st_mode & 0o077 == 0  # the kernels' connection keys live in it
-    deep = tmp_path / ("x" * (grading.SOCKET_PATH_MAX - len(str(tmp_path))))
-    with pytest.raises(ValueError, match="too long for the kernels' sockets"):
-        grading.new_run_folder(deep)
-    assert list(deep.iterdir()) == []  # nothing left behind
+    with tempfile.TemporaryDirectory(prefix="runs-") as short:  # pytest's own folders are long
+        base = Path(short)
+        first, second = grading.new_run_folder(base), grading.new_run_folder(base)
+        assert first != second and first.parent == second.parent == base
+        assert first.stat().st_mode & 0o077 == 0  # the kernels' connection keys live in it
+        deep = base / ("x" * (grading.SOCKET_PATH_MAX - len(str(base))))
+        with pytest.raises(ValueError, match="too long for the kernels' sockets"):
+            grading.new_run_folder(deep)
+        assert list(deep.iterdir()) == []  # nothing left behind
