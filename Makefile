@@ -29,10 +29,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	@# uv installs the same pinned packages as pip in a quarter of the time; where uv cannot
-	@# be installed or cannot reach the index (it does not read pip's configuration), pip does it.
+	@# uv installs the same pinned packages as pip in about half the time, compiled to bytecode
+	@# as pip does (a sandboxed grading kernel cannot write it); where uv cannot be installed
+	@# or cannot reach the index (it does not read pip's configuration), pip does it.
 	$(BIN)/python -m pip install --quiet "uv~=0.13.9" && \
-		$(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python -r requirements-dev.txt || \
+		$(BIN)/uv pip install --quiet --native-tls --compile-bytecode --python $(BIN)/python -r requirements-dev.txt || \
 		{ $(BIN)/python -m pip install --quiet --upgrade pip && \
 		$(BIN)/python -m pip install --quiet -r requirements-dev.txt; }
 	touch $(STAMP)
