@@ -125,7 +125,8 @@ def chains(course) -> dict[str, dict]:
     and on one thread, both versions of notebook 01 validated, then the instructor's
     INSTRUCTOR_GRADED graded, then the sandbox round (:func:`_sandbox_round`), which fills
     the core the student's notebooks leave idle."""
-    student_course = course.parent / "student-course"
+    # A short name: the kernels' Unix sockets lie deep inside it (grading.SOCKET_PATH_MAX)
+    student_course = course.parent / "student"
     shutil.copytree(course, student_course)
 
     def instructor_side() -> dict[str, dict]:
