@@ -23,7 +23,7 @@ help:
 	@echo "make written     add the points of hand-graded written answers (GRADES=...)"
 	@echo "make hub        a JupyterHub for a class on http://127.0.0.1:8000 (state in build/hub)"
 	@echo "make bench      measure speed on this machine, write benchmarks/results.json (4-12 minutes)"
-	@echo "make bench-test time make test from a fresh clone, stage by stage (about 15 minutes)"
+	@echo "make bench-test time make test from a fresh clone, stage by stage (about 12 minutes)"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -166,7 +166,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-# `make test` from a fresh clone of HEAD, stage by stage (about 15 minutes): writes
+# `make test` from a fresh clone of HEAD, stage by stage (about 12 minutes): writes
 # benchmarks/make_test.json, which `make bench` reads into its table. Standard library only.
 bench-test:
 	$(PYTHON) -m benchmarks.make_test

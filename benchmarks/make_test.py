@@ -14,7 +14,7 @@ proxy with apt before ``make test`` when they are missing, once per machine. Run
 ``CI=true``, as CI does, so a test that cannot run fails instead of skipping. Uses only
 the standard library (it runs before the virtual environment exists).
 
-    python3 -m benchmarks.make_test [--keep]   # about 15 minutes on 2 cores
+    python3 -m benchmarks.make_test [--keep]   # about 12 minutes on 2 cores
 """
 
 from __future__ import annotations
