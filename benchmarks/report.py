@@ -111,6 +111,15 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.1f} min ({s:,.0f} s)"
 
 
+def _elsewhere(r: dict[str, Any], source: dict[str, Any]) -> str:
+    """``", on <machine>"`` when a row read from a file was measured on another machine than
+    the benchmark's own, else ``""``."""
+    machine = source.get("machine") or ""
+    return (
+        f", on {machine}" if machine and r.get("machine", {}).get("cpu", "?") not in machine else ""
+    )
+
+
 def _train_step_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The table's rows of section ``train_step``: PyTorch, the matmul floor, bf16."""
     step = r.get("train_step")
@@ -217,14 +226,11 @@ def render_table(results: dict[str, Any]) -> str:
         rows.append(("explorer ε slider", text, "–"))
     if "series_full_s" in r:
         src = r.get("series_full_source", {})
-        run_machine = src.get("machine", "")
-        elsewhere = run_machine and r.get("machine", {}).get("cpu", "?") not in run_machine
         rows.append(
             (
                 "notebook series, full size",
                 f"{_minutes(r['series_full_s'])}, from the last `make reproduce` "
-                f"({src.get('date', '?')}, commit `{src.get('commit', '?')}`"
-                f"{f', on {run_machine}' if elsewhere else ''})",
+                f"({src.get('date', '?')}, commit `{src.get('commit', '?')}`{_elsewhere(r, src)})",
                 _mark("series_full_s", r["series_full_s"]),
             )
         )
@@ -232,15 +238,13 @@ def render_table(results: dict[str, Any]) -> str:
         src = r.get("make_test_source", {})
         stages = sorted((src.get("stages") or {}).items(), key=lambda kv: -kv[1])[:3]
         largest = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages)
-        test_machine = src.get("machine") or ""
-        elsewhere = test_machine and r.get("machine", {}).get("cpu", "?") not in test_machine
         rows.append(
             (
                 "`make test` from a fresh clone, installs included (apt not)",
                 f"{_minutes(r['make_test_s'])}"
                 + (f"; largest: {largest}" if largest else "")
                 + f", from `make bench-test` ({src.get('date', '?')}, commit "
-                f"`{src.get('commit', '?')}`{f', on {test_machine}' if elsewhere else ''})",
+                f"`{src.get('commit', '?')}`{_elsewhere(r, src)})",
                 _mark("make_test_s", r["make_test_s"]),
             )
         )
