@@ -243,10 +243,12 @@ def compare_autoattack(
     Returns ``{"apgd": {...}, "square": {...}}``, each with our and ART's adversarial
     ``accuracy`` and ``seconds``, ``gap`` (ART - ours: positive means ours is stronger) and
     ``agrees`` (ours at most 2 points weaker); or ``{"available": False, "reason"}``.
+    Square's record also has ``fast_accuracy`` and ``fast_seconds``: ours searching with
+    the bfloat16 margins that AutoAttack uses (:func:`helpers.autoattack.fast_margins`).
     """
     import time
 
-    from helpers.autoattack import apgd, square_attack
+    from helpers.autoattack import apgd, fast_margins, square_attack
 
     try:
         with warnings.catch_warnings():
@@ -270,13 +272,16 @@ def compare_autoattack(
         "apgd": lambda: apgd(model, x, y, eps, steps=apgd_steps)[0],
         "square": lambda: square_attack(model, x, y, eps, queries=queries)[0],
     }
+    fast = {
+        "square": lambda: square_attack(
+            model, x, y, eps, queries=queries, margins=fast_margins(model)
+        )[0]
+    }
     result: dict[str, Any] = {"available": True, "eps": eps, "images": len(x)}
     for name, peer in peers.items():
         record = {}
-        for who, run in (
-            ("ours", ours_fn[name]),
-            ("art", lambda p=peer: p.generate(x, y=one_hot(y))),
-        ):
+        runs = [("ours", ours_fn[name]), ("art", lambda p=peer: p.generate(x, y=one_hot(y)))]
+        for who, run in runs + ([("fast", fast[name])] if name in fast else []):
             start = time.perf_counter()
             x_adv = np.asarray(run(), dtype=np.float32)
             record[f"{who}_seconds"] = time.perf_counter() - start

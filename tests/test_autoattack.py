@@ -55,6 +55,40 @@ def test_square_needs_no_gradient_and_beats_noise(trained_cnn, batch):
     assert 1 - fooled.mean() < noise - 0.3, (1 - fooled.mean(), noise)
 
 
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "float32"])
+def test_fast_margins_confirm_every_fooled_image_in_float32(
+    trained_cnn, batch, precision, monkeypatch
+):
+    """Square's fast margins come from a bfloat16 copy (when the CPU has bf16), close to the
+    float32 ones; but each image they call fooled carries its float32 margin. Without bf16
+    they are the float32 margins."""
+    x, y = batch
+    monkeypatch.setattr(autoattack, "training_precision", lambda: precision)
+    x_adv, _ = autoattack.square_attack(trained_cnn, x, y, 0.15, queries=50)
+    exact = autoattack._margins(trained_cnn, x_adv, y)
+    fast = autoattack.fast_margins(trained_cnn)(x_adv, y)
+    assert 0 < (exact <= 0).sum() < len(x)  # some fooled, some not: both cases are checked
+    np.testing.assert_array_equal(fast[fast <= 0], exact[fast <= 0])
+    if precision == "float32":
+        np.testing.assert_array_equal(fast, exact)
+    else:
+        assert not np.array_equal(fast, exact)  # the copy really computed in bfloat16
+        np.testing.assert_allclose(fast, exact, atol=0.2)
+
+
+def test_square_searching_in_bfloat16_is_as_strong_and_claims_only_float32_errors(
+    trained_cnn, batch, monkeypatch
+):
+    x, y = batch
+    monkeypatch.setattr(autoattack, "training_precision", lambda: "mixed_bfloat16")
+    _, exact = autoattack.square_attack(trained_cnn, x, y, 0.15, queries=200)
+    fast = autoattack.fast_margins(trained_cnn)
+    x_adv, fooled = autoattack.square_attack(trained_cnn, x, y, 0.15, queries=200, margins=fast)
+    assert np.abs(x_adv - x).max() <= 0.15 + 1e-6
+    assert np.all(predict_labels(trained_cnn, x_adv)[fooled] != y[fooled])
+    assert abs(fooled.mean() - exact.mean()) <= 0.05, (fooled.mean(), exact.mean())
+
+
 def test_autoattack_is_the_worst_case_of_its_attacks(trained_cnn, batch):
     x, y = batch
     result = autoattack.autoattack(trained_cnn, x, y, 0.1, apgd_steps=20, targets=2, queries=100)

@@ -5,6 +5,7 @@ import pytest
 from helpers.model import (
     build_cnn,
     cpu_has_bf16,
+    in_bfloat16,
     in_float32,
     logits_model,
     training_precision,
@@ -99,6 +100,22 @@ def test_mixed_precision_computes_hidden_layers_in_bf16_and_logits_in_float32(ra
         np.testing.assert_array_equal(a, b)  # the copy holds exactly the same weights
     # the same network: the logits agree to bfloat16's precision (about 3 digits)
     np.testing.assert_allclose(logits_model(copy)(x), logits_model(model)(x), atol=0.05)
+
+
+def test_bfloat16_copy_computes_in_bf16_and_follows_later_training(random_images):
+    x, _ = random_images
+    model = build_cnn()
+    copy = in_bfloat16(model)
+    assert copy.get_layer("conv1").compute_dtype == "bfloat16"
+    assert copy.get_layer("logits").compute_dtype == "float32"
+    assert copy.get_layer("probabilities").compute_dtype == "float32"
+    np.testing.assert_allclose(logits_model(copy)(x), logits_model(model)(x), atol=0.05)
+    assert not np.array_equal(logits_model(copy)(x), logits_model(model)(x))  # really bf16
+    model.get_layer("logits").bias.assign(np.arange(10, dtype="float32"))  # "trained" since
+    again = in_bfloat16(model)
+    assert again is copy  # made once per model ...
+    np.testing.assert_array_equal(again.get_layer("logits").bias, np.arange(10))  # ... kept current
+    np.testing.assert_allclose(logits_model(again)(x), logits_model(model)(x), atol=0.05)
 
 
 def test_training_precision_follows_the_cpu_unless_told(monkeypatch, tmp_path):
