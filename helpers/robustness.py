@@ -61,12 +61,14 @@ ATTACKS: tuple[str, ...] = ("noise", "transfer", "fgsm", "pgd")
 
 
 class Check(NamedTuple):
-    """One sanity check on one model: ``passed`` and the numbers behind it."""
+    """One sanity check on one model: ``passed`` and the numbers behind it; ``beyond``: what
+    it found past the largest budget a claim is made at, reported but not required."""
 
     name: str
     model: str
     passed: bool
     detail: str
+    beyond: str = ""
 
 
 # --- how sure is a number measured on a subset? -------------------------------------------
@@ -727,7 +729,7 @@ def check_white_box_strongest(
     detail = f"{' and '.join(weaker)} ≥ PGD at {where}" if not required else "; ".join(required)
     if beyond:
         detail += f"; beyond ε = {up_to:g} (not required): {'; '.join(beyond)}"
-    return Check("white-box strongest", model, not required, detail)
+    return Check("white-box strongest", model, not required, detail, "; ".join(beyond))
 
 
 def check_gradient_free_weaker(

@@ -109,6 +109,7 @@ def test_table_reports_check_failures_beyond_the_claimed_budgets():
         "name": "white-box strongest",
         "detail": "transfer ≥ PGD at every ε up to 0.3; beyond ε = 0.3 (not required): "
         "ε=0.4: transfer 20.0% < PGD 36.0%",
+        "beyond": "ε=0.4: transfer 20.0% < PGD 36.0%",
     }
     evaluation = {**SAMPLE["evaluation"], "checks": [*SAMPLE["evaluation"]["checks"], check]}
     table = reproduce.results_table({**SAMPLE, "evaluation": evaluation})

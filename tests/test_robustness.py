@@ -292,6 +292,7 @@ def test_white_box_check_catches_a_stronger_transfer_attack():
     assert not rb.check_white_box_strongest("m", bad, up_to=0.2).passed
     beyond = rb.check_white_box_strongest("m", bad, up_to=0.1)
     assert beyond.passed and "beyond ε = 0.1 (not required): ε=0.2: transfer" in beyond.detail
+    assert beyond.beyond.startswith("ε=0.2: transfer") and failed.beyond == ""
 
 
 def test_worst_case_check_catches_an_optimistic_robust_accuracy():
