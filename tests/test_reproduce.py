@@ -74,6 +74,11 @@ def test_table_puts_reference_beside_measured():
     assert "40 steps of 0.04·ε" in table and "1,000 queries" in table
     assert "PGD-trained CNN 1.5 min" in table  # AutoAttack's time per model, both budgets
     assert "Not a full-size run" not in table
+    assert "bfloat16" not in table  # a float32 run: Square searched in float32 too
+    in_bf16 = {**SAMPLE, "run": {**SAMPLE["run"], "training_precision": "mixed_bfloat16"}}
+    assert "Square (1,000 queries; its search runs on a bfloat16 copy" in (
+        reproduce.results_table(in_bf16)
+    )
 
 
 def test_table_at_0_3_puts_the_published_models_beside_ours():

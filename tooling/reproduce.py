@@ -380,12 +380,20 @@ def results_table(metrics: dict[str, Any]) -> str:
             MODEL_LABELS.get(n, n): sum(metrics["models"][n]["autoattack_seconds"].values())
             for n in order
         }
+        # Square searches in bfloat16 exactly where training does (training_precision)
+        in_bf16 = metrics.get("run", {}).get("training_precision") == "mixed_bfloat16"
+        search = (
+            "; its search runs on a bfloat16 copy of the model, each digit it breaks confirmed "
+            "in float32"
+            if in_bf16
+            else ""
+        )
         note += (
             f"AutoAttack here is APGD-CE and APGD-T ({aa['apgd_steps']} steps each; APGD-T "
             f"towards the {aa['targets']} most likely wrong classes) and Square "
-            f"({aa['queries']:,} queries), each on what the earlier left unbroken; the standard "
-            "version uses 9 classes, 5,000 queries and adds FAB-T. Its time per model, both "
-            "budgets: "
+            f"({aa['queries']:,} queries{search}), each on what the earlier left unbroken; "
+            "the standard version uses 9 classes, 5,000 queries and adds FAB-T. Its time per "
+            "model, both budgets: "
             + ", ".join(f"{label} {s / 60:.1f} min" for label, s in seconds.items())
             + ". "
         )
