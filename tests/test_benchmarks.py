@@ -134,12 +134,26 @@ def test_table_reports_unavailable_peers_and_targets():
         "peer_tolerance": 0.005,
     }
     table = render_table(results)
-    assert "≤ 1.3× ✗" in table
+    assert "≤ 1.1× ✗" in table
     assert "**2.00×** our time" in table and "≥ 1× ✓" in table
     assert "**disagree**" in table and "≥ 1× ✗" in table
     assert "unavailable (ModuleNotFoundError: cleverhans)" in table
     assert target_met("fgsm_at_epoch_over_standard", 2.4) is True
     assert target_met("slider_ms", 30.0) is None
+
+
+def test_table_compares_squares_bfloat16_search_with_its_float32_one():
+    square = {"art_seconds": 60.0, "art_accuracy": 0.94, "ours_seconds": 20.0}
+    square |= {"ours_accuracy": 0.938, "agrees": True, "fast_seconds": 9.0}
+    results = {"autoattack_peers": {"model": "m", "images": 500, "square": square}}
+    row = "Square searching in bfloat16 (AutoAttack's), same model and images | **0.45×**"
+    for fast, mark in ((0.946, "✓"), (0.95, "✗")):
+        square["fast_accuracy"] = fast
+        table = render_table(results)
+        assert row in table and f"{100 * fast:.1f}% vs 93.8%" in table
+        assert f"≤ float32 + 1 point {mark}" in table
+    del square["fast_seconds"], square["fast_accuracy"]  # an older results.json: no row
+    assert "bfloat16" not in render_table(results)
 
 
 def test_table_marks_the_series_targets_and_names_another_machine():
