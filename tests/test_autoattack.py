@@ -60,15 +60,16 @@ def test_fast_margins_confirm_every_fooled_image_in_float32(
     trained_cnn, batch, precision, monkeypatch
 ):
     """Square's fast margins come from a bfloat16 copy (when the CPU has bf16), close to the
-    float32 ones; but each image they call fooled carries its float32 margin. Without bf16
-    they are the float32 margins."""
+    float32 ones; but each image near or past the boundary carries its float32 margin.
+    Without bf16 they are the float32 margins."""
     x, y = batch
     monkeypatch.setattr(autoattack, "training_precision", lambda: precision)
     x_adv, _ = autoattack.square_attack(trained_cnn, x, y, 0.15, queries=50)
     exact = autoattack._margins(trained_cnn, x_adv, y)
     fast = autoattack.fast_margins(trained_cnn)(x_adv, y)
     assert 0 < (exact <= 0).sum() < len(x)  # some fooled, some not: both cases are checked
-    np.testing.assert_array_equal(fast[fast <= 0], exact[fast <= 0])
+    near = fast < autoattack.NEAR
+    np.testing.assert_array_equal(fast[near], exact[near])
     if precision == "float32":
         np.testing.assert_array_equal(fast, exact)
     else:
