@@ -105,6 +105,9 @@ def test_table_lists_notebook_times():
     run = {**SAMPLE["run"], "notebook_seconds": {"01_a.ipynb": 12, "02_b.ipynb": 360, "total": 372}}
     table = reproduce.results_table({**SAMPLE, "run": run})
     assert "Notebook run times: 01 0.2 min, 02 6.0 min; the whole series 6 min." in table
+    resumed = reproduce.results_table({**SAMPLE, "run": {**run, "resumed_from": "02"}})
+    assert "Notebooks before 02 are kept from an earlier attempt of the same run" in resumed
+    assert "earlier attempt" not in table
 
 
 def test_table_reports_check_failures_beyond_the_claimed_budgets():

@@ -449,9 +449,9 @@ def results_table(metrics: dict[str, Any]) -> str:
         )
     if run.get("resumed_from"):
         note += (
-            f" Notebooks before {run['resumed_from']} are from the same run's first attempt, "
-            f"which stopped at notebook {run['resumed_from']} (`make reproduce` with "
-            f"`--from {run['resumed_from']}` re-ran from there)."
+            f" Notebooks before {run['resumed_from']} are kept from an earlier attempt of the "
+            f"same run (`python -m tooling.reproduce --from {run['resumed_from']}` re-ran from "
+            "there on)."
         )
     if not run["full_size"]:
         note += " **Not a full-size run.**"
