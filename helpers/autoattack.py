@@ -10,8 +10,8 @@ robust only if every attack failed on it (the per-example worst case):
 - :func:`square_attack` -- Square (Andriushchenko et al. 2020): no gradient at all, only the
   model's scores; random square patches of ±ε, kept when they lower the margin. When it
   beats the gradient attacks, the gradients are masked. Its search runs on a bfloat16 copy
-  of the model where the CPU has bf16 (:func:`fast_margins`, about twice as fast); every
-  image it breaks is confirmed in float32.
+  of the model where the CPU has bf16 (:func:`fast_margins`, about twice as fast), and asks
+  the float32 model about every image near the decision boundary.
 
 FAB-T, the fourth attack of the standard AutoAttack, is left out: it rarely changes the
 result on top of the other three (Croce & Hein 2020, table 7) and costs as much as APGD-T.
