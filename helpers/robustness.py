@@ -727,9 +727,10 @@ def check_white_box_strongest(
     beyond = [text for k, text in bad if up_to is not None and k > up_to + 1e-9]
     where = "every ε" if up_to is None else f"every ε up to {up_to:g}"
     detail = f"{' and '.join(weaker)} ≥ PGD at {where}" if not required else "; ".join(required)
+    noted = "; ".join(beyond)
     if beyond:
-        detail += f"; beyond ε = {up_to:g} (not required): {'; '.join(beyond)}"
-    return Check("white-box strongest", model, not required, detail, "; ".join(beyond))
+        detail += f"; beyond ε = {up_to:g} (not required): {noted}"
+    return Check("white-box strongest", model, not required, detail, noted)
 
 
 def check_gradient_free_weaker(
