@@ -43,7 +43,8 @@ def input_box(x: tf.Tensor, eps: float | tf.Tensor) -> Bounds:
 
 def affine(layer: keras.layers.Layer, h: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """A Conv2D's or Dense layer's linear map of ``h`` with ``kernel`` (no bias, no
-    activation)."""
+    activation), computed in ``h``'s dtype."""
+    kernel = tf.cast(kernel, h.dtype)
     if isinstance(layer, keras.layers.Conv2D):
         return tf.nn.conv2d(h, kernel, layer.strides, layer.padding.upper())
     return tf.matmul(h, kernel)
@@ -53,9 +54,19 @@ def linear_bounds(layer: keras.layers.Layer, lower: tf.Tensor, upper: tf.Tensor)
     """Bounds on ``W h + b`` for every ``h`` in ``[lower, upper]``: centre ``W c + b``,
     radius ``|W| r`` (before the layer's activation)."""
     centre, radius = (upper + lower) / 2, (upper - lower) / 2
-    centre = affine(layer, centre, layer.kernel) + layer.bias
+    centre = affine(layer, centre, layer.kernel) + tf.cast(layer.bias, centre.dtype)
     radius = affine(layer, radius, tf.abs(layer.kernel))
     return centre - radius, centre + radius
+
+
+def monotone(layer: keras.layers.Layer, h: tf.Tensor) -> tf.Tensor:
+    """What a MaxPooling2D, Flatten or ReLU layer does to ``h``, computed in ``h``'s dtype
+    (calling the layer would compute in its own, bfloat16 in a mixed-precision model)."""
+    if isinstance(layer, keras.layers.MaxPooling2D):
+        return tf.nn.max_pool2d(h, layer.pool_size, layer.strides, layer.padding.upper())
+    if isinstance(layer, keras.layers.Flatten):
+        return tf.reshape(h, (tf.shape(h)[0], -1))
+    return tf.nn.relu(h)
 
 
 def layer_bounds(layer: keras.layers.Layer, lower: tf.Tensor, upper: tf.Tensor) -> Bounds:
@@ -66,7 +77,7 @@ def layer_bounds(layer: keras.layers.Layer, lower: tf.Tensor, upper: tf.Tensor) 
             raise ValueError(f"IBP here handles ReLU and linear activations, not {layer.name!r}'s")
         return layer.activation(lower), layer.activation(upper)  # both are monotone
     if isinstance(layer, keras.layers.MaxPooling2D | keras.layers.Flatten | keras.layers.ReLU):
-        return layer(lower), layer(upper)  # monotone: the order of the bounds is kept
+        return monotone(layer, lower), monotone(layer, upper)  # the order of bounds is kept
     if isinstance(layer, keras.layers.Dropout | keras.layers.InputLayer):
         return lower, upper  # the identity when the model predicts
     raise ValueError(
@@ -96,19 +107,27 @@ def bounds_by_layer(model: keras.Model, x: tf.Tensor, eps: float) -> list[tuple[
 
 
 def margin_lower_bounds(
-    model: keras.Model, x: tf.Tensor, y_onehot: tf.Tensor, eps: float | tf.Tensor
+    model: keras.Model,
+    x: tf.Tensor,
+    y_onehot: tf.Tensor,
+    eps: float | tf.Tensor,
+    dtype: tf.DType = tf.float32,
 ) -> tf.Tensor:
     """Lower bounds ``(n, 10)`` on the margins ``z_y - z_j`` of the true class ``y`` over
     every class ``j``, valid for every image within ε of ``x`` (0 where ``j = y``).
 
     ``x``: ``(n, 28, 28, 1)`` in [0, 1]; ``y_onehot``: ``(n, 10)``. The margin is linear in
     the last hidden layer ``h``: ``(w_y - w_j) · h + (b_y - b_j)``, bounded as in
-    :func:`linear_bounds` with one weight vector ``w_y - w_j`` per class."""
-    lower, upper = input_box(x, eps)
+    :func:`linear_bounds` with one weight vector ``w_y - w_j`` per class. ``dtype``: what
+    the hidden layers' bounds are computed in: float32 for a proof; IBP training may
+    take ``tf.bfloat16``, whose rounding can move a bound a little either way (fine for a
+    loss, never for a proof); the margins are computed in float32 either way."""
+    lower, upper = input_box(tf.cast(x, dtype), tf.cast(eps, dtype))
     for layer in hidden_layers(model):
         lower, upper = layer_bounds(layer, lower, upper)
     logits = model.get_layer(LOGITS_LAYER)
-    centre, radius = (upper + lower) / 2, (upper - lower) / 2  # (n, units)
+    centre = tf.cast((upper + lower) / 2, tf.float32)  # (n, units)
+    radius = tf.cast((upper - lower) / 2, tf.float32)
     w_true = tf.matmul(y_onehot, logits.kernel, transpose_b=True)  # (n, units): w_y per image
     w_diff = w_true[:, :, None] - logits.kernel[None]  # (n, units, 10): w_y - w_j
     b_diff = tf.reduce_sum(y_onehot * logits.bias, 1, keepdims=True) - logits.bias  # (n, 10)
@@ -118,13 +137,17 @@ def margin_lower_bounds(
 
 
 def worst_case_logits(
-    model: keras.Model, x: tf.Tensor, y_onehot: tf.Tensor, eps: float | tf.Tensor
+    model: keras.Model,
+    x: tf.Tensor,
+    y_onehot: tf.Tensor,
+    eps: float | tf.Tensor,
+    dtype: tf.DType = tf.float32,
 ) -> tf.Tensor:
     """Logits ``(n, 10)`` worse than any image within ε can give: ``-margin_lower_bounds``
     (the true class at 0, every other class as far above it as the bounds allow). Their
     cross-entropy is IBP training's verified loss; their argmax is ``y`` only for a
-    certified image (ties aside)."""
-    return -margin_lower_bounds(model, x, y_onehot, eps)
+    certified image (ties aside). ``dtype``: as in :func:`margin_lower_bounds`."""
+    return -margin_lower_bounds(model, x, y_onehot, eps, dtype)
 
 
 def certified_mask(

@@ -196,8 +196,9 @@ def train_recipe(
         epochs: ``None`` keeps the recipe's; later notebooks pass a small number to rebuild
             a missing model quickly.
         precision: how to train, ``"float32"`` or ``"mixed_bfloat16"`` (``None``: as
-            :func:`helpers.model.training_precision` chooses for this CPU; float32 for IBP,
-            whose bounds must not be rounded to bfloat16). The model returned
+            :func:`helpers.model.training_precision` chooses for this CPU; IBP's training
+            bounds are then computed in bfloat16 too, its proofs always in float32).
+            The model returned
             computes in float32 either way, so every later attack and measurement does too.
         changes: replace settings of the recipe's training (e.g. ``defense=Defense("fgsm",
             adv_fraction=1.0)`` for an experiment); the record says what ran.
@@ -213,9 +214,8 @@ def train_recipe(
     train = training_settings(name, epochs, **changes)
     set_seed(seed)
     data = prepare_mnist(n_train=n_train, seed=seed)
-    if precision is None:  # IBP stays float32: its bounds are a proof, never rounded
-        ibp = train.get("defense", NO_DEFENSE).kind == "ibp"
-        precision = "float32" if ibp else training_precision()
+    if precision is None:
+        precision = training_precision()
     model = build_cnn(name=name, precision=precision, **recipe.build)
     start = time.perf_counter()
     history = train_model(

@@ -43,7 +43,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from helpers.attacks import EPS, check_pgd_settings, fgsm, pgd, pgd_step, validate_epsilon
-from helpers.certify import certified_accuracy, worst_case_logits
+from helpers.certify import certified_accuracy, hidden_layers, worst_case_logits
 from helpers.data import NUM_CLASSES, labels_for, one_hot, validate_images
 from helpers.evaluation import accuracy
 from helpers.model import logits_model
@@ -314,7 +314,10 @@ def ibp_loss(
     is small only when the bounds prove the right class, so minimising it makes the
     network both robust and easy to prove robust (tight bounds)."""
     logits = logits_model(model)(x, training=True)
-    worst = worst_case_logits(model, x, y, eps)
+    # the bounds in the dtype the layers compute in: bfloat16 where the model trains in
+    # mixed precision (a loss, not a proof: proofs are always taken in float32)
+    dtype = tf.as_dtype(hidden_layers(model)[0].compute_dtype)
+    worst = worst_case_logits(model, x, y, eps, dtype)
     clean_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
     verified_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=worst)
     return tf.reduce_mean(kappa * clean_loss + (1.0 - kappa) * verified_loss), logits, worst

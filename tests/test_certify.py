@@ -119,3 +119,21 @@ def test_unsupported_layers_and_bad_budgets_are_refused(random_images):
     keras.utils.set_random_seed(0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         certify.certify(build_cnn(), x, y, 1.5)
+
+
+def test_proofs_are_taken_in_float32_even_for_a_mixed_precision_model(cnn, random_images):
+    """A model training in bfloat16 keeps its weights in float32: its proofs (the monitor's
+    during IBP training) are exactly those of its float32 copy, while the training loss
+    may take the bounds in bfloat16, close to them (rounding, never a proof)."""
+    x, y = random_images
+    y_onehot = tf.constant(one_hot(y))
+    mixed = build_cnn(name="ibp_test_bf16", precision="mixed_bfloat16")
+    mixed.set_weights(cnn.get_weights())
+    for eps in (0.0, 0.02):
+        exact = certify.margin_lower_bounds(cnn, tf.constant(x), y_onehot, eps).numpy()
+        proof = certify.margin_lower_bounds(mixed, tf.constant(x), y_onehot, eps).numpy()
+        np.testing.assert_array_equal(proof, exact)
+        rounded = certify.margin_lower_bounds(mixed, tf.constant(x), y_onehot, eps, tf.bfloat16)
+        scale = np.abs(exact).max()
+        np.testing.assert_allclose(rounded.numpy(), exact, atol=0.05 * scale)
+    assert certify.certify(mixed, x, y, 0.02).tolist() == certify.certify(cnn, x, y, 0.02).tolist()
