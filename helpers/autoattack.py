@@ -44,6 +44,10 @@ QUERIES = 5000
 #: copy (:func:`fast_margins`): ten times the largest error of bfloat16's margins measured
 #: on the course's models (about 0.1).
 NEAR = 1.0
+#: Images per call of the bfloat16 copy in Square's search: one call per query for up to
+#: this many (a forward pass alone gains nothing from :data:`helpers.engine.BATCH_SIZE`'s
+#: smaller batches, and each call costs time of its own; ``benchmarks/README.md``).
+SEARCH_BATCH = 1024
 
 
 def dlr_loss(logits: tf.Tensor, y_onehot: tf.Tensor, target_onehot: tf.Tensor) -> tf.Tensor:
@@ -196,9 +200,11 @@ def square_window(p: float, step: int, queries: int, side: int = 28) -> int:
     return int(min(max(round(np.sqrt(area * side * side)), 1), side - 1))
 
 
-def _margins(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _margins(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int | None = None
+) -> np.ndarray:
     """Square's loss, ``z_y - max_{j != y} z_j`` per image: below zero means fooled."""
-    logits = engine.in_batches(model, _logits, [x])[0]
+    logits = engine.in_batches(model, _logits, [x], batch_size=batch_size)[0]
     true = logits[np.arange(len(x)), y]
     logits[np.arange(len(x)), y] = -np.inf
     return true - logits.max(axis=1)
@@ -220,7 +226,7 @@ def fast_margins(model: keras.Model) -> Callable[[np.ndarray, np.ndarray], np.nd
     fast = in_bfloat16(model)
 
     def margins(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        margin = _margins(fast, x, y)
+        margin = _margins(fast, x, y, batch_size=SEARCH_BATCH)
         near = np.flatnonzero(margin < NEAR)
         if len(near):
             margin[near] = _margins(model, x[near], y[near])

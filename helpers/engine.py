@@ -60,13 +60,16 @@ def in_batches(
     fn: Callable,
     arrays: Sequence[np.ndarray],
     scalars: Sequence[float] = (),
+    batch_size: int | None = None,
     **options: Any,
 ) -> tuple[np.ndarray, ...]:
-    """Run ``fn`` (see :func:`compiled`) over ``arrays`` in batches of :data:`BATCH_SIZE`.
+    """Run ``fn`` (see :func:`compiled`) over ``arrays`` in batches of ``batch_size``
+    (``None``: :data:`BATCH_SIZE`).
 
     Returns ``fn``'s outputs as NumPy arrays, batches joined along axis 0 (a tuple even when
     ``fn`` returns a single tensor).
     """
+    batch_size = batch_size or BATCH_SIZE
     run = compiled(model, fn, arrays, len(scalars), **options)
     values = [np.float32(s) for s in scalars]
     if not len(arrays[0]):  # no rows: run one row of zeros for the output shapes, keep none
@@ -74,8 +77,8 @@ def in_batches(
         row = [np.zeros((1, *a.shape[1:]), a.dtype) for a in arrays]
         return tuple(t[:0] for t in _numpy(run(*row, *values)))
     parts = [
-        _numpy(run(*(a[start : start + BATCH_SIZE] for a in arrays), *values))
-        for start in range(0, len(arrays[0]), BATCH_SIZE)
+        _numpy(run(*(a[start : start + batch_size] for a in arrays), *values))
+        for start in range(0, len(arrays[0]), batch_size)
     ]
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
