@@ -142,7 +142,8 @@ def test_stage_student_reads_both_layouts_and_resets_parameters(tmp_path):
     (subs / "*" / aid / "timestamp.txt").write_text("2026-11-20 10:00:00 UTC")
     (subs / "cyd").mkdir()  # handed in nothing
     (subs / ".dave").mkdir()
-    assert [p.name for p in grading.students_in(subs)] == ["*", ".dave", "ada", "cyd"]
+    (subs / "_carol").mkdir()
+    assert [p.name for p in grading.students_in(subs)] == ["*", ".dave", "_carol", "ada", "cyd"]
     for student in ("ada", "*"):
         scratch = tmp_path / "scratch" / student
         found = grading.stage_student(subs / student, course, scratch)
