@@ -59,16 +59,6 @@ def linear_bounds(layer: keras.layers.Layer, lower: tf.Tensor, upper: tf.Tensor)
     return centre - radius, centre + radius
 
 
-def monotone(layer: keras.layers.Layer, h: tf.Tensor) -> tf.Tensor:
-    """What a MaxPooling2D, Flatten or ReLU layer does to ``h``, computed in ``h``'s dtype
-    (calling the layer would compute in its own, bfloat16 in a mixed-precision model)."""
-    if isinstance(layer, keras.layers.MaxPooling2D):
-        return tf.nn.max_pool2d(h, layer.pool_size, layer.strides, layer.padding.upper())
-    if isinstance(layer, keras.layers.Flatten):
-        return tf.reshape(h, (tf.shape(h)[0], -1))
-    return tf.nn.relu(h)
-
-
 def layer_bounds(layer: keras.layers.Layer, lower: tf.Tensor, upper: tf.Tensor) -> Bounds:
     """Bounds on ``layer``'s output for every input in ``[lower, upper]``."""
     if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense):
@@ -77,7 +67,9 @@ def layer_bounds(layer: keras.layers.Layer, lower: tf.Tensor, upper: tf.Tensor) 
             raise ValueError(f"IBP here handles ReLU and linear activations, not {layer.name!r}'s")
         return layer.activation(lower), layer.activation(upper)  # both are monotone
     if isinstance(layer, keras.layers.MaxPooling2D | keras.layers.Flatten | keras.layers.ReLU):
-        return monotone(layer, lower), monotone(layer, upper)  # the order of bounds is kept
+        # monotone: the order of the bounds is kept. ``call`` computes in the bounds' dtype
+        # (calling the layer itself would cast them to its own, bfloat16 in mixed precision)
+        return layer.call(lower), layer.call(upper)
     if isinstance(layer, keras.layers.Dropout | keras.layers.InputLayer):
         return lower, upper  # the identity when the model predicts
     raise ValueError(
