@@ -1,10 +1,13 @@
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from helpers import data
-from helpers.paths import mnist_path
+from helpers.paths import PROJECT_ROOT, mnist_path
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -203,3 +206,23 @@ def test_the_download_gives_up_on_a_server_that_never_answers(monkeypatch):
             data._download_with_keras(timeout=0.5)
         assert time.monotonic() - started < 10
     assert socket.getdefaulttimeout() is None  # the process's default is restored
+
+
+@pytest.mark.parametrize("given, expected", [(None, "False 0"), ("1", "True 1")])
+def test_big_arrays_in_ordinary_pages_unless_the_user_says_otherwise(given, expected):
+    """Importing the course library turns off NumPy's huge pages (numpy imported first, as
+    the notebooks do) and passes the setting on to child processes; a user's own
+    NUMPY_MADVISE_HUGEPAGE is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if given is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = given
+    probe = (
+        "import os, numpy, helpers\n"
+        "from numpy._core.multiarray import _set_madvise_hugepage as use\n"
+        "print(use(False), os.environ['NUMPY_MADVISE_HUGEPAGE'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_ROOT, env=env, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.split("\n")[0] == expected
