@@ -39,9 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Big NumPy arrays in ordinary pages. NumPy asks Linux to back every array over 4 MiB
-# with 2 MiB "huge" pages; on the virtual machines the course runs on, assembling them
-# cost more system time than the course's own computing saved (the CI-size notebooks ran
-# 15-20% faster without), and a freshly loaded MNIST is such an array. Set here and in the
+# (a freshly loaded MNIST is one) with 2 MiB "huge" pages; on virtual machines, assembling
+# them can cost more system time than the computing on them saves. Set here and in the
 # environment, so that kernels and workers started from this process begin that way; a
 # user's own NUMPY_MADVISE_HUGEPAGE wins.
 if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
