@@ -35,6 +35,7 @@ from conftest import chromium_path, skip_or_fail, tiny_smooth_model
 
 from helpers.attacks import apply_signs
 from helpers.data import preprocess_images
+from helpers.explorer import EPS_ATTACKS
 from helpers.model import predict_probabilities
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT
 from tooling import book
@@ -266,7 +267,7 @@ def test_the_api_reference_has_a_page_for_every_helpers_module():
     assert ".. automodule:: helpers.attacks" in book.api_pages(modules)["api/helpers.attacks.md"]
 
 
-def test_the_explorer_page_holds_fgsm_at_every_slider_stop():
+def test_the_explorer_page_holds_fgsm_at_every_slider_stop_and_pgd_at_every_fifth():
     model = tiny_smooth_model()
     data = book.explorer_data({"standard": model}, provenance="test")
     epsilons = np.array(data["epsilons"])
@@ -284,10 +285,21 @@ def test_the_explorer_page_holds_fgsm_at_every_slider_stop():
         x_adv = apply_signs(x, signs[..., None].astype(np.float32), epsilons[stop])
         assert np.allclose(page_image, x_adv[..., 0], atol=1e-6)
         assert np.allclose(probs[:, stop], predict_probabilities(model, x_adv), atol=6e-4)
+    every = data["pgd_every"]
+    assert every == book.PGD_EVERY and data["pgd_name"] in EPS_ATTACKS
+    pgd_stops = epsilons[every::every]
+    images = np.frombuffer(base64.b64decode(entry["pgd_images"]), np.uint8)
+    images = images.reshape(n, len(pgd_stops), 28, 28)
+    pgd_probs = np.array(entry["pgd_probs"]).reshape(n, len(pgd_stops), 10) / 1000
+    for k in (0, len(pgd_stops) - 1):  # the live explorer's PGD, drawn in 256 grey levels
+        x_adv = EPS_ATTACKS[data["pgd_name"]](model, x, data["labels"], pgd_stops[k])
+        assert np.array_equal(images[:, k], np.rint(255 * x_adv[..., 0]))
+        assert np.abs(images[:, k] / 255 - raw / 255).max() <= pgd_stops[k] + 0.5 / 255
+        assert np.allclose(pgd_probs[:, k], predict_probabilities(model, x_adv), atol=6e-4)
     page = book.explorer_html(data)
     assert "/*EXPLORER_DATA*/" not in page and "<script src" not in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "no external resource"
-    assert len(page.encode()) < 200_000  # one model here; two make about 200 KB
+    assert len(page.encode()) < 500_000  # one model here; three make about 1.2 MB
 
 
 # ------------------------------------------------------------------- the site
@@ -449,7 +461,18 @@ def test_the_explorer_follows_the_slider_without_a_kernel(site, served, browser)
     assert "at ε = 0.00" in text_clean and "at ε = 0.50" in text_attacked
     assert text_attacked != text_clean, "the prediction and probabilities did not change"
     assert image_attacked != image_clean, "the adversarial image did not change"
-    assert "FGSM-trained CNN" in text_clean and "Correct at ε = 0.50" in page.inner_text("body")
+    assert "FGSM-trained CNN" in text_clean and "PGD-trained CNN" in text_clean
+    assert "Correct under FGSM at ε = 0.50" in page.inner_text("body")
+
+    page.locator("#attack").select_option(index=1)  # PGD, stored at every fifth stop
+    assert slider.get_attribute("step") == str(book.PGD_EVERY)
+    text_pgd, image_pgd = shown()
+    assert "PGD-40 at ε = 0.50" in text_pgd and image_pgd != image_attacked
+    slider.fill("0")
+    assert shown() == (text_clean.replace("FGSM at", "PGD-40 at"), image_clean)  # ε = 0: clean
+    page.locator("#attack").select_option(index=0)
+    slider.fill("7")  # FGSM again: every stop
+    assert "FGSM at ε = 0.07" in panels.inner_text()
     assert not errors, errors
 
     page.goto(f"{served}/explorer.html")  # the site's page shows it in a frame

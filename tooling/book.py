@@ -49,13 +49,21 @@ on how to run it live (`make lab`) and a link to the explorer page.
 
 **The explorer page** (``epsilon_explorer.html``, one self-contained file from the
 template ``book/epsilon_explorer.html``; no script or data from elsewhere): for the first
-three test digits of each class (30 digits) and every stop of the live explorer's slider
-(ε from 0 to 0.5 in steps of 0.01, ``helpers.explorer.EPS_MAX`` and ``EPS_STEP``), the
-probabilities of the standard and the FGSM-trained model, precomputed here. FGSM's
-direction is computed once per digit and model (``helpers.attacks.fgsm_signs``); the page
-stores the digit and that sign pattern and draws ``clip(x + ε·sign, 0, 1)`` itself, which
-is :func:`helpers.attacks.apply_signs`, so it needs no copy of each adversarial image
-(about 200 KB in all).
+three test digits of each class (30 digits), the probabilities of the standard, the
+FGSM-trained and the PGD-trained model, precomputed here, under two attacks.
+
+- FGSM at every stop of the live explorer's slider (ε from 0 to 0.5 in steps of 0.01,
+  ``helpers.explorer.EPS_MAX`` and ``EPS_STEP``). Its direction is computed once per digit
+  and model (``helpers.attacks.fgsm_signs``); the page stores the digit and that sign
+  pattern and draws ``clip(x + ε·sign, 0, 1)`` itself, which is
+  :func:`helpers.attacks.apply_signs`, so it needs no copy of each adversarial image.
+- PGD, the live explorer's (``helpers.explorer.EPS_ATTACKS``), at every
+  :data:`PGD_EVERY`-th stop (ε in steps of 0.05). Its image depends on ε, so the page
+  stores each one (in 256 grey levels; the probabilities are those of the image PGD
+  found): most of the page's 1.2 MB.
+
+With PGD the page shows what FGSM alone hides: the FGSM-trained model falls, the
+PGD-trained one holds.
 """
 
 from __future__ import annotations
@@ -90,8 +98,11 @@ BOOK_DIR: Path = PROJECT_ROOT / "book"
 DEFAULT_OUT: Path = PROJECT_ROOT / "build" / "book"
 EXPLORER_SCREENSHOT: Path = PROJECT_ROOT / "docs" / "explorer.png"
 EXPLORER_PAGE = "epsilon_explorer.html"
-#: The models the explorer page compares, as notebook 03's explorer does.
-EXPLORER_MODELS: tuple[str, ...] = ("standard", "fgsm_at")
+#: The models the explorer page compares: notebook 03's two, and the PGD-trained model,
+#: which holds under PGD where the FGSM-trained one falls.
+EXPLORER_MODELS: tuple[str, ...] = ("standard", "fgsm_at", "pgd_at")
+#: The page stores PGD's images at every ``PGD_EVERY``-th slider stop (ε in steps of 0.05).
+PGD_EVERY = 5
 DIGITS_PER_CLASS = 3
 #: nbgrader's stub for a solution region (``ClearSolutions``), indented like the marker.
 SOLUTION_STUB: tuple[str, ...] = ("# YOUR CODE HERE", "raise NotImplementedError()")
@@ -399,34 +410,64 @@ def fgsm_at_every_stop(
     return signs[..., 0].astype(np.int8), probabilities.transpose(1, 0, 2)
 
 
+def pgd_at_stops(
+    model: Any, x: np.ndarray, y: np.ndarray, epsilons: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The live explorer's PGD (``helpers.explorer.EPS_ATTACKS``) against ``model`` at each
+    budget of ``epsilons`` (all > 0): the adversarial images in 256 grey levels, ``uint8
+    (n, len(epsilons), 28, 28)``, for the page to draw, and the probabilities ``(n,
+    len(epsilons), 10)`` of the images PGD found (before rounding)."""
+    from helpers.explorer import EPS_ATTACKS
+    from helpers.model import predict_probabilities
+
+    (attack,) = EPS_ATTACKS.values()
+    x_adv = np.stack([attack(model, x, y, float(eps)) for eps in epsilons], axis=1)
+    probabilities = predict_probabilities(model, x_adv.reshape(-1, *x.shape[1:]))
+    grey = np.rint(255 * x_adv[..., 0]).astype(np.uint8)
+    return grey, probabilities.reshape(len(x), len(epsilons), -1)
+
+
+def _per_mille(probabilities: np.ndarray) -> list[int]:
+    return np.rint(1000 * probabilities).astype(int).ravel().tolist()
+
+
 def _base64(values: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(values, dtype=np.uint8).tobytes()).decode()
 
 
 def explorer_data(models: Mapping[str, Any], provenance: str) -> dict[str, Any]:
     """What the explorer page needs, as JSON-ready values: the digits (``uint8``, base64),
-    and per model its label, FGSM's signs (+1, base64) and its probabilities in per mille
-    for every digit and stop (a flat list, digit by digit, stop by stop, class by class)."""
+    and per model its label, FGSM's signs (+1, base64) and probabilities for every digit
+    and stop, PGD's images (``uint8``, base64) and probabilities for every digit and
+    :data:`PGD_EVERY`-th stop but the first (ε = 0: the clean digit). Probabilities are in
+    per mille, as flat lists: digit by digit, stop by stop, class by class."""
     from helpers.attacks import EPS
     from helpers.data import preprocess_images
+    from helpers.explorer import EPS_ATTACKS
     from helpers.registry import MODELS
 
     index, raw, labels = explorer_digits()
-    epsilons = explorer_epsilons()
+    x, epsilons = preprocess_images(raw), explorer_epsilons()
+    pgd_epsilons = epsilons[PGD_EVERY::PGD_EVERY]
     entries = []
     for name, model in models.items():
-        signs, probabilities = fgsm_at_every_stop(model, preprocess_images(raw), labels, epsilons)
+        signs, probabilities = fgsm_at_every_stop(model, x, labels, epsilons)
+        pgd_images, pgd_probabilities = pgd_at_stops(model, x, labels, pgd_epsilons)
         entries.append(
             {
                 "name": name,
                 "label": MODELS[name].label if name in MODELS else name,
                 "signs": _base64(signs + 1),
-                "probs": np.rint(1000 * probabilities).astype(int).ravel().tolist(),
+                "probs": _per_mille(probabilities),
+                "pgd_images": _base64(pgd_images),
+                "pgd_probs": _per_mille(pgd_probabilities),
             }
         )
     return {
         "epsilons": epsilons.tolist(),
         "start_stop": int(np.abs(epsilons - EPS).argmin()),
+        "pgd_name": next(iter(EPS_ATTACKS)),
+        "pgd_every": PGD_EVERY,
         "labels": labels.tolist(),
         "test_index": index.tolist(),
         "clean": _base64(raw),
@@ -444,6 +485,7 @@ def explorer_page() -> str:
         "@PER_CLASS@": str(DIGITS_PER_CLASS),
         "@EPS_MAX@": f"{EPS_MAX:g}",
         "@EPS_STEP@": f"{EPS_STEP:g}",
+        "@PGD_STEP@": f"{PGD_EVERY * EPS_STEP:g}",
         "@PAGE@": EXPLORER_PAGE,
     }
     text = (BOOK_DIR / "explorer.md").read_text()
@@ -546,7 +588,8 @@ def build_book(executed: Path, out: Path = DEFAULT_OUT) -> Path:
         "classroom": "the classroom-size run",
         "ci": "the CI-size run",
     }.get(size, "a custom run")
-    labels = " and the ".join(MODELS[name].label for name in EXPLORER_MODELS)
+    *others, last = (MODELS[name].label for name in EXPLORER_MODELS)
+    labels = f"{', the '.join(others)} and the {last}" if others else last
     provenance = (
         f"Models: the {labels} of {run} ({_shown(artifacts_dir() / 'models')}); "
         "precomputed by make book (tooling/book.py)."
