@@ -434,7 +434,8 @@ def forward_backward_fn(
     """The floor under FGSM: the input gradient of the loss (on the logits), per batch.
 
     A plain compiled forward pass plus backward pass to the input, with nothing around it
-    (no sign, no step, no clipping, no copy back to NumPy): what any FGSM must compute.
+    (no sign, no step, no clipping, no copy back to NumPy): what any FGSM must compute. Its
+    batches run side by side as the engine runs the attacks' (:func:`helpers.engine.side_by_side`).
     ``jit_compile``: compile it with XLA instead of TensorFlow's default graph executor
     (run with deterministic ops off, see :func:`op_determinism_off`).
     Returns ``run(x, y_onehot, batch_size)``.
@@ -457,8 +458,12 @@ def forward_backward_fn(
 
     def run(x: np.ndarray, y_onehot: np.ndarray, batch_size: int) -> None:
         with op_determinism_off() if jit_compile else contextlib.nullcontext():
-            for start in range(0, len(x), batch_size):
-                gradient(x[start : start + batch_size], y_onehot[start : start + batch_size])
+            engine.side_by_side(  # the batches side by side, as the attacks run them
+                lambda start: gradient(
+                    x[start : start + batch_size], y_onehot[start : start + batch_size]
+                ),
+                range(0, len(x), batch_size),
+            )
 
     return run
 

@@ -416,6 +416,10 @@ def measure(
         results["series_full_source"] = full["source"]
     else:
         results["series_full_note"] = full["note"]
+    slower = report.series_full_from_results(report.SLOWER_CLASS_SERIES)
+    if "series_full_s" in slower:
+        results["series_full_slower_s"] = slower["series_full_s"]
+        results["series_full_slower_source"] = slower["source"]
     results = report.with_make_test(results)
     if "series" in sections:
         notebooks = NOTEBOOKS

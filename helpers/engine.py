@@ -5,18 +5,21 @@ makes them fast without changing what they compute, so a reader can skip it:
 
 - :func:`compiled` traces ``fn(model, ...)`` once per model with ``tf.function``, with a
   free batch dimension, so every batch size reuses one graph;
-- :func:`in_batches` runs it over NumPy arrays, :data:`BATCH_SIZE` images at a time, and
-  joins the results.
+- :func:`in_batches` runs it over NumPy arrays, :data:`BATCH_SIZE` images at a time, two
+  batches at once (:data:`CONCURRENT_BATCHES`), and joins the results.
 
 An example's result does not depend on which other examples share its batch, so neither the
-batch size nor dropping finished examples changes any number (``tests/test_engine.py``
-checks both against ``fn`` called eagerly on the whole array).
+batch size nor dropping finished examples nor running batches side by side changes any
+number (``tests/test_engine.py`` checks them against ``fn`` called eagerly on the whole array,
+and side by side against one at a time).
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import keras
@@ -26,6 +29,26 @@ import tensorflow as tf
 #: Images per compiled call of every attack and prediction (smaller batches keep their
 #: activations in the CPU's cache; ``benchmarks/README.md`` has the measurements).
 BATCH_SIZE = 256
+
+#: Batches computed at the same time, each from its own thread. One batch at a time leaves
+#: the cores idle about a fifth of the time, between and inside TensorFlow's operations; a
+#: second batch in flight fills those gaps (``benchmarks/README.md``). A batch's result
+#: does not depend on what runs beside it.
+CONCURRENT_BATCHES = 2
+
+#: Fewer images than this are not split across threads: a small batch gains nothing.
+MIN_SPLIT = 64
+
+_POOL = ThreadPoolExecutor(CONCURRENT_BATCHES, thread_name_prefix="engine")
+
+
+def _new_pool() -> None:
+    """A forked process inherits the pool but not its threads: it gets its own."""
+    global _POOL
+    _POOL = ThreadPoolExecutor(CONCURRENT_BATCHES, thread_name_prefix="engine")
+
+
+os.register_at_fork(after_in_child=_new_pool)
 
 _CACHE: weakref.WeakKeyDictionary[keras.Model, dict[Any, Callable]] = weakref.WeakKeyDictionary()
 
@@ -66,6 +89,7 @@ def in_batches(
     """Run ``fn`` (see :func:`compiled`) over ``arrays`` in batches of ``batch_size``
     (``None``: :data:`BATCH_SIZE`).
 
+    Up to :data:`CONCURRENT_BATCHES` batches run at once (:func:`split_size` says how large).
     Returns ``fn``'s outputs as NumPy arrays, batches joined along axis 0 (a tuple even when
     ``fn`` returns a single tensor).
     """
@@ -76,11 +100,29 @@ def in_batches(
         # (a zero-size batch through a convolution can fail inside TensorFlow's graph)
         row = [np.zeros((1, *a.shape[1:]), a.dtype) for a in arrays]
         return tuple(t[:0] for t in _numpy(run(*row, *values)))
-    parts = [
-        _numpy(run(*(a[start : start + batch_size] for a in arrays), *values))
-        for start in range(0, len(arrays[0]), batch_size)
-    ]
+    size = split_size(len(arrays[0]), batch_size)
+
+    def one_batch(start: int) -> list[np.ndarray]:
+        return _numpy(run(*(a[start : start + size] for a in arrays), *values))
+
+    parts = side_by_side(one_batch, range(0, len(arrays[0]), size))
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def side_by_side(function: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[function(item) for item in items]``, :data:`CONCURRENT_BATCHES` items at a time
+    (each item alone where there is only one)."""
+    if len(items) == 1:
+        return [function(items[0])]
+    return list(_POOL.map(function, items))
+
+
+def split_size(n: int, batch_size: int) -> int:
+    """The batch size :func:`in_batches` uses for ``n`` images: ``batch_size``, or smaller
+    where that gives fewer batches than :data:`CONCURRENT_BATCHES` (so that a single large
+    batch is shared between the threads), but not below :data:`MIN_SPLIT` images."""
+    shared = -(-n // CONCURRENT_BATCHES)  # n split evenly between the threads
+    return max(1, min(batch_size, max(shared, MIN_SPLIT)))
 
 
 def _numpy(out: Any) -> list[np.ndarray]:

@@ -22,6 +22,28 @@ def test_in_batches_equals_the_function_on_the_whole_array(random_images, batch_
             np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
 
 
+def test_batches_side_by_side_give_what_one_at_a_time_gives(trained_cnn, small_mnist, monkeypatch):
+    """Two batches computed at once (the engine's threads) give every number, to the last
+    bit, that the same batches give computed one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, y = small_mnist.x_test[:300], small_mnist.y_test[:300]
+    args = (trained_cnn, attacks.pgd_step, [x, x, one_hot(y)], [0.2, 0.05, 1.0])
+    side_by_side = engine.in_batches(*args, batch_size=64)
+    monkeypatch.setattr(engine, "_POOL", ThreadPoolExecutor(1))
+    one_at_a_time = engine.in_batches(*args, batch_size=64)
+    for got, want in zip(side_by_side, one_at_a_time, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "size"),
+    [(1000, 256, 256), (1000, 1024, 500), (100, 1024, 64), (50, 1024, 64), (8, 3, 3)],
+)
+def test_a_single_large_batch_is_shared_between_the_threads(n, batch_size, size):
+    assert engine.split_size(n, batch_size) == size
+
+
 def test_one_graph_per_model_function_and_options(random_images):
     x, y = random_images
     model = tiny_smooth_model()
