@@ -14,7 +14,7 @@ TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
 
 help:
 	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
-	@echo "make reproduce  run notebooks 01-07 at full size, write results/ (45-70 minutes on 2 cores)"
+	@echo "make reproduce  run notebooks 01-07 at full size, write results/ (30-50 minutes on 2 cores)"
 	@echo "make lab        open JupyterLab on the notebooks"
 	@echo "make book       the course as a website in build/book/html, from make reproduce's notebooks (EXECUTED=dir)"
 	@echo "make strip      remove outputs from the notebooks before committing"

@@ -8,10 +8,11 @@ makes them fast without changing what they compute, so a reader can skip it:
 - :func:`in_batches` runs it over NumPy arrays, :data:`BATCH_SIZE` images at a time, two
   batches at once (:data:`CONCURRENT_BATCHES`), and joins the results.
 
-An example's result does not depend on which other examples share its batch, so neither the
-batch size nor dropping finished examples nor running batches side by side changes any
-number (``tests/test_engine.py`` checks them against ``fn`` called eagerly on the whole array,
-and side by side against one at a time).
+An example's result does not depend on which other examples share its batch: the batch size
+and dropping finished examples change a number in its last bits at most (a batch of another
+size can round differently), and running batches side by side changes none at all
+(``tests/test_engine.py`` checks the first against ``fn`` called eagerly on the whole array,
+the second bit for bit against one batch at a time).
 """
 
 from __future__ import annotations
