@@ -37,7 +37,7 @@ BATCH_SIZE = 256
 #: does not depend on what runs beside it.
 CONCURRENT_BATCHES = 2
 
-#: Fewer images than this are not split across threads: a small batch gains nothing.
+#: No share of a split batch is smaller than this: a small batch gains nothing.
 MIN_SPLIT = 64
 
 _POOL = ThreadPoolExecutor(CONCURRENT_BATCHES, thread_name_prefix="engine")
@@ -119,9 +119,10 @@ def side_by_side(function: Callable[[Any], Any], items: Sequence[Any]) -> list[A
 
 
 def split_size(n: int, batch_size: int) -> int:
-    """The batch size :func:`in_batches` uses for ``n`` images: ``batch_size``, or smaller
-    where that gives fewer batches than :data:`CONCURRENT_BATCHES` (so that a single large
-    batch is shared between the threads), but not below :data:`MIN_SPLIT` images."""
+    """The batch size :func:`in_batches` uses for ``n`` images: ``batch_size``, or, where
+    ``n`` fills fewer than :data:`CONCURRENT_BATCHES` such batches, an even share of ``n``
+    per thread (so that a single batch is shared between the threads), but not below
+    :data:`MIN_SPLIT` images."""
     shared = -(-n // CONCURRENT_BATCHES)  # n split evenly between the threads
     return max(1, min(batch_size, max(shared, MIN_SPLIT)))
 
