@@ -40,15 +40,17 @@ CONCURRENT_BATCHES = 2
 #: No share of a split batch is smaller than this: a small batch gains nothing.
 MIN_SPLIT = 64
 
-_POOL = ThreadPoolExecutor(CONCURRENT_BATCHES, thread_name_prefix="engine")
+_POOL: ThreadPoolExecutor
 
 
 def _new_pool() -> None:
-    """A forked process inherits the pool but not its threads: it gets its own."""
+    """Start the pool of :func:`side_by_side`: at import, and again in a forked process,
+    which inherits the pool but not its threads."""
     global _POOL
     _POOL = ThreadPoolExecutor(CONCURRENT_BATCHES, thread_name_prefix="engine")
 
 
+_new_pool()
 os.register_at_fork(after_in_child=_new_pool)
 
 _CACHE: weakref.WeakKeyDictionary[keras.Model, dict[Any, Callable]] = weakref.WeakKeyDictionary()

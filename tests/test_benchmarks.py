@@ -96,6 +96,9 @@ def test_full_size_series_comes_from_the_last_reproduce(quick):
     metrics = json.loads((PROJECT_ROOT / "results" / "metrics.json").read_text())
     assert results["series_full_s"] == metrics["run"]["notebook_seconds"]["total"]
     assert results["series_full_source"]["commit"] == metrics["run"]["commit"]
+    slower = json.loads((PROJECT_ROOT / "benchmarks" / "reproduce_slower_class.json").read_text())
+    assert results["series_full_slower_s"] == slower["run"]["notebook_seconds"]["total"]
+    assert results["series_full_slower_source"]["machine"] == slower["run"]["machine"]
 
 
 def test_table_is_printed_and_rerenders_from_the_json(quick):
