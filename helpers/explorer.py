@@ -38,15 +38,16 @@ from helpers.data import NUM_CLASSES, labels_for, validate_images
 from helpers.model import predict_probabilities
 from helpers.plots import WRONG
 
-#: attack name -> function(model, x, y) returning the eps-independent step direction
+#: ``function(model, x, y)`` returning an attack's step direction, the same for every eps
 DirectionFn = Callable[[keras.Model, np.ndarray, np.ndarray], np.ndarray]
+#: The attacks whose direction the slider scales, by name (computed once per model)
 ATTACKS: dict[str, DirectionFn] = {
     "FGSM": lambda model, x, y: fgsm_signs(model, x, y),
     "FGSM (predicted label)": lambda model, x, y: fgsm_signs(model, x, None),
 }
-#: attack name -> function(model, x, y, eps) returning adversarial images: attacks whose
-#: result depends on eps, run per slider stop on first use and cached
+#: ``function(model, x, y, eps)`` returning adversarial images that depend on eps
 AttackFn = Callable[[keras.Model, np.ndarray, np.ndarray, float], np.ndarray]
+#: The attacks run again at each slider stop, by name (on first use, then cached)
 EPS_ATTACKS: dict[str, AttackFn] = {
     f"PGD-{PGD_STEPS}": lambda model, x, y, eps: pgd(model, x, y, eps, seed=0),
 }

@@ -565,7 +565,7 @@ def build_book(executed: Path, out: Path = DEFAULT_OUT) -> Path:
     ``<artifacts>/models``; return the path of its ``index.html``.
 
     Raises ``FileNotFoundError`` (with :func:`missing_message`) when an input is missing
-    and ``RuntimeError`` when Sphinx fails.
+    and ``RuntimeError`` when Sphinx fails or warns.
     """
     missing = missing_inputs(executed, artifacts_dir() / "models")
     if missing:
@@ -579,9 +579,11 @@ def build_book(executed: Path, out: Path = DEFAULT_OUT) -> Path:
     html_dir, doctrees = out / "html", out / "doctrees"
     shutil.rmtree(html_dir, ignore_errors=True)
     shutil.rmtree(doctrees, ignore_errors=True)
-    args = ["-b", "html", "-q", "-c", str(BOOK_DIR), "-d", str(doctrees)]
+    # -W: a Sphinx warning (a broken or ambiguous cross-reference, a page left out of the
+    # table of contents) fails the build, as it would otherwise pass unseen
+    args = ["-b", "html", "-q", "-W", "--keep-going", "-c", str(BOOK_DIR), "-d", str(doctrees)]
     if build_main([*args, str(out / "src"), str(html_dir)]) != 0:
-        raise RuntimeError("Sphinx failed to build the website (its messages are above)")
+        raise RuntimeError("Sphinx failed to build the website, or warned (its messages are above)")
 
     run = {
         "full": "the full-size run",
