@@ -129,6 +129,34 @@ def _elsewhere(r: dict[str, Any], source: dict[str, Any]) -> str:
     )
 
 
+def series_by_notebook(r: dict[str, Any]) -> str:
+    """A Markdown table of the full-size series' minutes per notebook, one column per run
+    recorded in ``r`` (``series_full_source``, ``series_full_slower_source``), or ``""``
+    when neither has per-notebook times."""
+    runs = [
+        r[key]
+        for key in ("series_full_source", "series_full_slower_source")
+        if r.get(key, {}).get("notebooks")
+    ]
+    if not runs:
+        return ""
+    notebooks = sorted({name for run in runs for name in run["notebooks"]})
+    head = " | ".join(
+        f"{run.get('machine', '?')}, commit `{run.get('commit', '?')}`" for run in runs
+    )
+    lines = [f"| full-size series, minutes | {head} |", "|---" * (1 + len(runs)) + "|"]
+    for name in notebooks:
+        label = f"`{name.removesuffix('.ipynb')}`"
+        cells = " | ".join(
+            f"{run['notebooks'][name] / 60:.1f}" if name in run["notebooks"] else "–"
+            for run in runs
+        )
+        lines.append(f"| {label} | {cells} |")
+    totals = " | ".join(f"**{sum(run['notebooks'].values()) / 60:.1f}**" for run in runs)
+    lines.append(f"| all | {totals} |")
+    return "\n".join(lines)
+
+
 def _train_step_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The table's rows of section ``train_step``: PyTorch, the matmul floor, bf16."""
     step = r.get("train_step")
@@ -366,4 +394,5 @@ def render_table(results: dict[str, Any]) -> str:
             "series": "the notebook series at CI size",
         }
         note += f" Skipped: {', '.join(labels.get(s, s) for s in r['skipped'])}."
-    return table + note
+    by_notebook = series_by_notebook(r)
+    return table + note + (f"\n\n{by_notebook}" if by_notebook else "")

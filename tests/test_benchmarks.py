@@ -18,6 +18,7 @@ from benchmarks.measure import defense_settings
 from benchmarks.report import (
     make_test_from_file,
     render_table,
+    series_by_notebook,
     series_full_from_results,
     target_met,
 )
@@ -171,6 +172,22 @@ def test_table_marks_the_series_targets_and_names_another_machine():
     assert "≤ 30 min ✗" in table and "≤ 5 min ✓" in table
     results["series_full_source"]["machine"] = "AMD EPYC, 2 cores"
     assert ", on " not in render_table(results)
+
+
+def test_series_by_notebook_has_a_column_per_recorded_run():
+    fast = {"machine": "Xeon", "commit": "a", "notebooks": {"01_x.ipynb": 30.0, "02_y.ipynb": 90.0}}
+    slow = {"machine": "EPYC", "commit": "b", "notebooks": {"01_x.ipynb": 60.0}}
+    table = series_by_notebook({"series_full_source": fast, "series_full_slower_source": slow})
+    lines = table.splitlines()
+    assert lines[0] == "| full-size series, minutes | Xeon, commit `a` | EPYC, commit `b` |"
+    assert lines[2:] == [
+        "| `01_x` | 0.5 | 1.0 |",
+        "| `02_y` | 1.5 | – |",
+        "| all | **2.0** | **1.0** |",
+    ]
+    assert series_by_notebook({"series_full_source": fast}).count("|---") == 2
+    assert series_by_notebook({}) == "" and series_by_notebook({"series_full_source": {}}) == ""
+    assert table in render_table({"series_full_source": fast, "series_full_slower_source": slow})
 
 
 def test_make_test_time_is_read_and_marked_against_ten_minutes(tmp_path):
