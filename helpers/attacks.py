@@ -213,6 +213,16 @@ def random_sign_noise(x: np.ndarray, eps: float, seed: int = 0) -> np.ndarray:
     return apply_signs(x, signs, eps)
 
 
+def saturated_share(probabilities: np.ndarray) -> float:
+    """Share of images whose top probability lies above the clip of the mistaken loss
+    (``loss_on="probabilities"``): above ``1 - 1e-7`` as float32 rounds it, 0.99999988.
+    ``probabilities``: ``(n, classes)`` in [0, 1]. For such an image, classified correctly,
+    that loss has an exactly zero gradient; at the clip's end itself the gradient still
+    passes, so ``>=`` would count images FGSM can move."""
+    top = np.asarray(probabilities, dtype=np.float32).max(axis=1)
+    return float((top > np.float32(1.0 - _PROBABILITY_EPSILON)).mean())
+
+
 def zero_gradient_share(signs: np.ndarray) -> dict[str, float]:
     """How much of an FGSM direction is dead: ``{"pixels": ..., "images": ...}``.
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
-from helpers.attacks import apply_signs, fgsm_signs, pgd, validate_epsilon
+from helpers.attacks import apply_signs, fgsm_signs, pgd, saturated_share, validate_epsilon
 from helpers.data import NUM_CLASSES, labels_for, to_int_labels, validate_images
 from helpers.model import predict_probabilities, with_logit_scale
 
@@ -127,14 +127,15 @@ def logit_scale_experiment(
     attacked by FGSM at ``eps`` with each loss of :data:`SCALE_LOSSES`.
 
     Returns ``{"saturated share": [...], "FGSM accuracy, <loss>": [...]}``, one value per
-    scale: the share of images whose top probability rounds to 1 (>= 1 - 1e-7), and the
-    accuracy under each FGSM, fractions in [0, 1].
+    scale: the share of images the mistaken loss cannot move
+    (:func:`helpers.attacks.saturated_share`), and the accuracy under each FGSM, fractions
+    in [0, 1].
     """
     result: dict[str, list[float]] = {"saturated share": []}
     for s in scales:
         sharper = with_logit_scale(model, s)
         p = predict_probabilities(sharper, x)
-        result["saturated share"].append(float((p.max(axis=1) >= 1 - 1e-7).mean()))
+        result["saturated share"].append(saturated_share(p))
         for loss_on, label in SCALE_LOSSES.items():
             curve = fgsm_accuracy_curve(sharper, x, y, [eps], loss_on=loss_on)
             result.setdefault(f"FGSM accuracy, {label}", []).append(curve[eps_key(eps)])

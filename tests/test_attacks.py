@@ -7,7 +7,7 @@ from conftest import tiny_smooth_model
 from helpers import attacks, engine
 from helpers.data import one_hot
 from helpers.evaluation import accuracy, predict_labels
-from helpers.model import logits_model, with_logit_scale
+from helpers.model import logits_model, predict_probabilities, with_logit_scale
 
 
 @pytest.mark.parametrize("eps", [-0.01, 1.01, float("nan"), "a", None])
@@ -107,12 +107,31 @@ def test_loss_on_saturated_probabilities_gives_zero_gradients():
     scale = 40.0 / (top2[:, 1] - top2[:, 0]).min()  # logit margins >= 40: saturated
     layer = model.get_layer("logits")
     layer.set_weights([w * scale for w in layer.get_weights()])
-    assert (model(x).numpy().max(axis=1) >= 1 - 1e-7).all()  # inside the clip
+    assert attacks.saturated_share(model(x).numpy()) == 1.0  # beyond the clip
     predicted = predict_labels(model, x)
     probs_signs = attacks.fgsm_signs(model, x, predicted, loss_on="probabilities")
     logit_signs = attacks.fgsm_signs(model, x, predicted, loss_on="logits")
     assert attacks.zero_gradient_share(probs_signs)["images"] == 1.0
     assert attacks.zero_gradient_share(logit_signs) == {"pixels": 0.0, "images": 0.0}
+
+
+def test_saturated_share_counts_exactly_the_images_the_mistaken_loss_cannot_move(trained_cnn):
+    clip = np.float32(1 - 1e-7)  # 0.99999988: at the clip's end the gradient still passes
+    above = np.nextafter(clip, np.float32(1))
+    probabilities = np.zeros((4, 10), np.float32)
+    probabilities[:, 0] = [1.0, above, clip, 0.5]
+    assert attacks.saturated_share(probabilities) == 0.5
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (64, 28, 28, 1)).astype(np.float32)
+    shares = []
+    for scale in (1.0, 30.0, 300.0):  # the same predictions, ever more saturated
+        sharper = with_logit_scale(trained_cnn, scale)
+        p = predict_probabilities(sharper, x)
+        predicted = p.argmax(axis=1)
+        dead = attacks.fgsm_signs(sharper, x, predicted, loss_on="probabilities") == 0
+        shares.append(attacks.saturated_share(p))
+        assert dead.reshape(len(x), -1).all(axis=1).mean() == shares[-1], scale
+    assert shares[0] < shares[-1] and any(0 < share < 1 for share in shares), shares
 
 
 def test_pgd_stays_in_budget_and_range(trained_cnn, small_mnist):
