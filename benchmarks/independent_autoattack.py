@@ -93,8 +93,18 @@ def torch_cnn(weights: dict[str, np.ndarray]):
     return CNN().eval()
 
 
-def attack(weights_path: Path, result_path: Path, n: int | None, budgets: list[float]) -> dict:
-    """Standard AutoAttack (torchattacks) on the first ``n`` test images at each budget."""
+STANDARD = (
+    "torchattacks' APGD-CE (100 steps), APGD-T (100 steps, 9 targets), FAB-T (9 targets), "
+    "Square (5,000 queries), each on what the earlier left standing: AutoAttack's standard "
+    "version"
+)
+
+
+def attack(
+    weights_path: Path, result_path: Path, n: int | None, budgets: list[float], model: str = ""
+) -> dict:
+    """Standard AutoAttack (torchattacks) on the first ``n`` test images at each budget;
+    ``model`` says which saved model the weights came from (recorded in the result)."""
     import torch
     import torchattacks as ta
 
@@ -114,6 +124,9 @@ def attack(weights_path: Path, result_path: Path, n: int | None, budgets: list[f
     # the same network in both frameworks: same logits up to float32 rounding
     assert np.allclose(check, expected, atol=1e-3), np.abs(check - expected).max()
     result: dict[str, Any] = {
+        "model": model or str(weights_path),
+        "attack": STANDARD,
+        "images": f"the first {len(x):,} MNIST test images",
         "implementation": f"torchattacks {ta.__version__}, torch {torch.__version__}, {device}",
         "n_images": len(x),
         "logits_max_difference_to_keras": float(np.abs(check - expected).max()),
@@ -149,7 +162,9 @@ def attack(weights_path: Path, result_path: Path, n: int | None, budgets: list[f
             "seconds": round(time.perf_counter() - started, 1),
         }
         print(eps, result[str(eps)], flush=True)
-        result_path.write_text(json.dumps(result, indent=1) + "\n")  # after every budget
+        partial = result_path.with_name(result_path.name + ".partial")  # after every budget,
+        partial.write_text(json.dumps(result, indent=1) + "\n")  # never half-written
+        partial.replace(result_path)
     return result
 
 
@@ -164,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("result", type=Path)
     a.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     a.add_argument("--eps", type=float, nargs="+", default=[0.25, 0.3])
+    a.add_argument("--model", default="", help="which saved model the weights are, for the record")
     args = parser.parse_args(argv)
     if args.command == "export":
         print(export(args.model, args.out))
     else:
-        attack(args.weights, args.result, args.n, args.eps)
+        attack(args.weights, args.result, args.n, args.eps, args.model)
     return 0
 
 

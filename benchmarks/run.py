@@ -410,17 +410,7 @@ def measure(
             results["autoattack_peers"] = _autoattack_against_art(sizes, x_test, y_test, model)
 
     # -- the notebook series -----------------------------------------------------------
-    # read, not re-run: this machine's last `make reproduce`, and the slower class's record
-    for key, run_record in (
-        ("series_full", report.RESULTS_DIR / "metrics.json"),
-        ("series_full_slower", report.SLOWER_CLASS_SERIES),
-    ):
-        found = report.series_full_from_results(run_record)
-        if "series_full_s" in found:
-            results[f"{key}_s"], results[f"{key}_source"] = found["series_full_s"], found["source"]
-        elif key == "series_full":  # only this machine's missing run is worth a note
-            results["series_full_note"] = found["note"]
-    results = report.with_make_test(results)
+    results = report.with_make_test(report.with_series_records(results))
     if "series" in sections:
         notebooks = NOTEBOOKS
         if series_notebooks:
@@ -494,7 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from benchmarks.report import README_END, README_START, render_table
+    from benchmarks.report import (
+        README_END,
+        README_START,
+        render_table,
+        with_make_test,
+        with_series_records,
+    )
     from tooling.reproduce import update_readme
 
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
@@ -502,7 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         if not out.exists():
             print(f"no results at {out}: run `make bench` first", file=sys.stderr)
             return 1
-        table = render_table(json.loads(out.read_text()))
+        stored = json.loads(out.read_text())
+        # the rows read from other runs' records (not re-run here) are read again
+        results = with_make_test(with_series_records(stored))
+        if results != stored and out == RESULTS:
+            out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+            print(f"{out.name}: the rows read from other runs' records brought up to date")
+        table = render_table(results)
         print(table)
         if args.readme:
             update_readme(table, start=README_START, end=README_END)

@@ -21,6 +21,8 @@ from benchmarks.report import (
     series_by_notebook,
     series_full_from_results,
     target_met,
+    with_make_test,
+    with_series_records,
 )
 from helpers import registry
 from helpers.model import build_cnn
@@ -97,9 +99,9 @@ def test_full_size_series_comes_from_the_last_reproduce(quick):
     metrics = json.loads((PROJECT_ROOT / "results" / "metrics.json").read_text())
     assert results["series_full_s"] == metrics["run"]["notebook_seconds"]["total"]
     assert results["series_full_source"]["commit"] == metrics["run"]["commit"]
-    slower = json.loads((PROJECT_ROOT / "benchmarks" / "reproduce_slower_class.json").read_text())
-    assert results["series_full_slower_s"] == slower["run"]["notebook_seconds"]["total"]
-    assert results["series_full_slower_source"]["machine"] == slower["run"]["machine"]
+    other = json.loads((PROJECT_ROOT / "benchmarks" / "reproduce_other_class.json").read_text())
+    assert results["series_full_other_s"] == other["run"]["notebook_seconds"]["total"]
+    assert results["series_full_other_source"]["machine"] == other["run"]["machine"]
 
 
 def test_table_is_printed_and_rerenders_from_the_json(quick):
@@ -177,7 +179,7 @@ def test_table_marks_the_series_targets_and_names_another_machine():
 def test_series_by_notebook_has_a_column_per_recorded_run():
     fast = {"machine": "Xeon", "commit": "a", "notebooks": {"01_x.ipynb": 30.0, "02_y.ipynb": 90.0}}
     slow = {"machine": "EPYC", "commit": "b", "notebooks": {"01_x.ipynb": 60.0}}
-    table = series_by_notebook({"series_full_source": fast, "series_full_slower_source": slow})
+    table = series_by_notebook({"series_full_source": fast, "series_full_other_source": slow})
     lines = table.splitlines()
     assert lines[0] == "| full-size series, minutes | Xeon, commit `a` | EPYC, commit `b` |"
     assert lines[2:] == [
@@ -187,7 +189,7 @@ def test_series_by_notebook_has_a_column_per_recorded_run():
     ]
     assert series_by_notebook({"series_full_source": fast}).count("|---") == 2
     assert series_by_notebook({}) == "" and series_by_notebook({"series_full_source": {}}) == ""
-    assert table in render_table({"series_full_source": fast, "series_full_slower_source": slow})
+    assert table in render_table({"series_full_source": fast, "series_full_other_source": slow})
 
 
 def test_make_test_time_is_read_and_marked_against_ten_minutes(tmp_path):
@@ -226,6 +228,18 @@ def test_missing_reproduce_results_are_a_note_not_a_crash(tmp_path):
     assert "note" in series_full_from_results(tmp_path / "absent.json")
 
 
+def test_series_records_replace_the_old_rows_and_only_this_class_missing_is_a_note(tmp_path):
+    run = {"run": {"notebook_seconds": {"01_x.ipynb": 60.0, "total": 60.0}, "machine": "EPYC"}}
+    (tmp_path / "this.json").write_text(json.dumps(run))
+    stale = {"series_full_s": 1.0, "series_full_other_s": 2.0, "kept": True}
+    fresh = with_series_records(stale, tmp_path / "this.json", tmp_path / "absent.json")
+    assert fresh["series_full_s"] == 60.0 and fresh["series_full_source"]["machine"] == "EPYC"
+    assert fresh["kept"] and not any(k.startswith("series_full_other") for k in fresh)
+    assert "series_full_note" not in fresh
+    swapped = with_series_records(stale, tmp_path / "absent.json", tmp_path / "this.json")
+    assert swapped["series_full_other_s"] == 60.0 and "series_full_note" in swapped
+
+
 def test_defense_settings_follow_the_recipes():
     defenses = ("none", "fgsm", "fgsm_rs", "pgd")
     settings, source = defense_settings(defenses)
@@ -244,8 +258,15 @@ def test_readme_speed_table_is_generated_from_committed_results():
     assert results.exists(), "benchmarks/results.json is missing: run `make bench`"
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert README_START in readme and README_END in readme
-    table = render_table(json.loads(results.read_text()))
+    stored = json.loads(results.read_text())
+    table = render_table(stored)
     assert table in readme, "README speed table is stale: python -m benchmarks.run --table --readme"
+    # its rows read from other runs' records match those records as committed
+    assert with_make_test(with_series_records(stored)) == stored, (
+        "benchmarks/results.json is behind results/metrics.json, "
+        "benchmarks/reproduce_other_class.json or benchmarks/make_test.json: "
+        "python -m benchmarks.run --table --readme"
+    )
 
 
 # -- the training step against PyTorch, the compute floor and bf16 (section train_step) ------
