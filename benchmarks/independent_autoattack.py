@@ -17,7 +17,9 @@ Two steps, so that the second needs neither TensorFlow nor the course:
 2. ``python -m benchmarks.independent_autoattack attack OUT.npz RESULT.json [--n N]
    [--eps 0.25 0.3]``: AutoAttack on the first ``N`` MNIST test images (all 10,000 by
    default), on a GPU where there is one. Needs ``torch`` and ``torchattacks`` (not in the
-   course's requirements) and ``data/mnist.npz``.
+   course's requirements) and ``data/mnist.npz``;
+3. ``python -m benchmarks.independent_autoattack ours MODEL.keras RESULT.json``: the
+   course's own AutoAttack on the same images and budgets, added to ``RESULT.json``.
 """
 
 from __future__ import annotations
@@ -168,6 +170,34 @@ def attack(
     return result
 
 
+def ours(model_path: Path, result_path: Path) -> dict:
+    """The course's own AutoAttack (:func:`helpers.autoattack.autoattack_by_budget`, notebook
+    06's settings) on the same first test images and budgets as the result in
+    ``result_path``, written into it as ``"ours"``: the two compared digit set for digit set."""
+    import keras
+
+    from helpers.autoattack import autoattack_by_budget
+    from helpers.training import set_seed
+
+    result = json.loads(result_path.read_text())
+    budgets = sorted(float(k) for k in result if k.replace(".", "", 1).isdigit())
+    set_seed(0)
+    x, y = _test_images(result["n_images"])
+    settings = {"apgd_steps": 100, "targets": 3, "queries": 5000, "seed": 0}
+    runs = autoattack_by_budget(
+        keras.saving.load_model(model_path), x[..., None], y, budgets, **settings
+    )
+    result["ours"] = {
+        "attack": "helpers.autoattack.autoattack_by_budget, notebook 06's settings",
+        "settings": settings,
+        **{str(eps): {"robust": float(run["robust"])} for eps, run in runs.items()},
+    }
+    partial = result_path.with_name(result_path.name + ".partial")
+    partial.write_text(json.dumps(result, indent=1) + "\n")
+    partial.replace(result_path)
+    return result["ours"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.independent_autoattack")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,9 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--n", type=int, default=None, help="first N test images (default: all)")
     a.add_argument("--eps", type=float, nargs="+", default=[0.25, 0.3])
     a.add_argument("--model", default="", help="which saved model the weights are, for the record")
+    o = sub.add_parser("ours", help="the course's AutoAttack on the same images, into RESULT")
+    o.add_argument("model", type=Path)
+    o.add_argument("result", type=Path)
     args = parser.parse_args(argv)
     if args.command == "export":
         print(export(args.model, args.out))
+    elif args.command == "ours":
+        print(ours(args.model, args.result))
     else:
         attack(args.weights, args.result, args.n, args.eps, args.model)
     return 0
