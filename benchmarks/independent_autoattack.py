@@ -164,9 +164,7 @@ def attack(
             "seconds": round(time.perf_counter() - started, 1),
         }
         print(eps, result[str(eps)], flush=True)
-        partial = result_path.with_name(result_path.name + ".partial")  # after every budget,
-        partial.write_text(json.dumps(result, indent=1) + "\n")  # never half-written
-        partial.replace(result_path)
+        _write_result(result, result_path)  # after every budget
     return result
 
 
@@ -194,10 +192,17 @@ def ours(model_path: Path, result_path: Path) -> dict:
         "settings": settings,
         **{str(eps): {"robust": float(run["robust"])} for eps, run in runs.items()},
     }
-    partial = result_path.with_name(result_path.name + ".partial")
-    partial.write_text(json.dumps(result, indent=1) + "\n")
-    partial.replace(result_path)
+    _write_result(result, result_path)
     return result["ours"]
+
+
+def _write_result(result: dict[str, Any], path: Path) -> None:
+    """``result`` as JSON at ``path``, never half-written (:func:`helpers.paths.write_atomically`:
+    it imports no TensorFlow, so the attack step stays free of it)."""
+    from helpers.paths import write_atomically
+
+    with write_atomically(path) as temporary:
+        temporary.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
