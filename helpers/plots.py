@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from helpers.data import NUM_CLASSES, class_counts, to_int_labels
 
@@ -508,15 +510,29 @@ def plot_tradeoff(
             setting = label.partition(",")[2].strip()
             if sweep and setting:
                 ax.annotate(setting, (r, c), textcoords="offset points", xytext=(8, 5), fontsize=9)
-    percent = plt.FuncFormatter(lambda v, _: f"{v:.0%}" if v >= 0.1 else f"{v:.1%}")
-    ax.xaxis.set_major_formatter(percent)
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.1%}"))
     ax.margins(x=0.15, y=0.12)
+    for axis in (ax.xaxis, ax.yaxis):
+        _percent_ticks(axis)
     ax.set(xlabel=f"AutoAttack-style accuracy at ε = {eps:g} (robust)", ylabel="clean accuracy")
     ax.set_title(title)
-    ax.legend(fontsize=9, loc="lower left")
+    ax.legend(fontsize=9, loc="best")
     fig.tight_layout()
     return fig
+
+
+def _percent_ticks(axis: Axis) -> None:
+    """Label ``axis`` (shares in [0, 1]) in percent, its ticks at 1, 2 or 5 times a power of
+    ten and shown with the decimals their spacing needs, so that no label is a rounded tick
+    (ticks 2.5 points apart shown without decimals would read 77.5% as "78%")."""
+    axis.set_major_locator(MaxNLocator(steps=[1, 2, 5, 10]))
+
+    def label(share: float, _position: int) -> str:
+        ticks = axis.get_majorticklocs()
+        step = 100 * float(np.min(np.diff(ticks))) if len(ticks) > 1 else 1.0
+        decimals = max(0, int(np.ceil(-np.log10(step) - 1e-9)))  # 2 → 0, 0.5 → 1, 0.05 → 2
+        return f"{100 * share:.{decimals}f}%"
+
+    axis.set_major_formatter(FuncFormatter(label))
 
 
 def _wilson_bars(shares: np.ndarray, n: int) -> np.ndarray:

@@ -62,6 +62,25 @@ def test_tradeoff_joins_a_sweep_and_annotates_each_setting():
     assert "0.25" in ax.get_xlabel()
 
 
+def test_tradeoff_tick_labels_are_the_ticks_not_rounded_ones():
+    """The sweep of a full-size run (robust 78-84%, clean 94.8-96.6%): every tick label,
+    read back as a number, is its tick's value."""
+    points = {
+        "TRADES-trained CNN, β=1": {"clean": 0.9629, "robust": 0.7833},
+        "TRADES-trained CNN, β=6": {"clean": 0.9481, "robust": 0.8167},
+        "PGD-trained CNN, same size": {"clean": 0.9655, "robust": 0.8367},
+    }
+    fig = plots.plot_tradeoff(points, eps=0.25, n_attacked=300)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    for axis in (ax.xaxis, ax.yaxis):
+        ticks = [t for t in axis.get_major_ticks() if t.label1.get_text()]
+        assert len(ticks) >= 3
+        for tick in ticks:
+            shown = float(tick.label1.get_text().rstrip("%")) / 100
+            assert shown == pytest.approx(tick.get_loc(), abs=1e-9), tick.label1.get_text()
+
+
 def test_attack_effort_names_the_setting_each_line_was_measured_at():
     """A model whose PGD had to be strengthened (converge_attack's steps and restarts) says
     so in its legend entry; the axes carry no setting that is true of one model only."""
