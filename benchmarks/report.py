@@ -119,6 +119,12 @@ def with_make_test(results: dict[str, Any], path: Path | None = None) -> dict[st
     return {**results, "make_test_note": found["note"]}
 
 
+def with_records(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with every row read from another run's record brought up to date: the
+    full-size series (:func:`with_series_records`) and ``make test`` (:func:`with_make_test`)."""
+    return with_make_test(with_series_records(results))
+
+
 def target_met(key: str, value: float) -> bool | None:
     if key not in TARGETS:
         return None

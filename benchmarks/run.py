@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from helpers.paths import PROJECT_ROOT
+from helpers.paths import PROJECT_ROOT, write_atomically
 
 if TYPE_CHECKING:  # only for annotations: --help starts without TensorFlow
     import keras
@@ -410,7 +410,7 @@ def measure(
             results["autoattack_peers"] = _autoattack_against_art(sizes, x_test, y_test, model)
 
     # -- the notebook series -----------------------------------------------------------
-    results = report.with_make_test(report.with_series_records(results))
+    results = report.with_records(results)
     if "series" in sections:
         notebooks = NOTEBOOKS
         if series_notebooks:
@@ -488,8 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         README_END,
         README_START,
         render_table,
-        with_make_test,
-        with_series_records,
+        with_records,
     )
     from tooling.reproduce import update_readme
 
@@ -500,9 +499,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         stored = json.loads(out.read_text())
         # the rows read from other runs' records (not re-run here) are read again
-        results = with_make_test(with_series_records(stored))
+        results = with_records(stored)
         if results != stored and out == RESULTS:
-            out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+            _write_json(out, results)
             print(f"{out.name}: the rows read from other runs' records brought up to date")
         table = render_table(results)
         print(table)
@@ -526,14 +525,19 @@ def main(argv: list[str] | None = None) -> int:
         model_path=args.model,
         torch_peer=not args.skip_torch,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    _write_json(out, results)
     print("\n" + render_table(results) + "\n")
     print(f"wrote {out} in {results['benchmark_s'] / 60:.1f} min")
     if out == RESULTS:
         update_readme(render_table(results), start=README_START, end=README_END)
         print("README speed table updated from benchmarks/results.json")
     return 1 if "series_ci_error" in results else 0
+
+
+def _write_json(path: Path, results: dict[str, Any]) -> None:
+    """Write ``results`` to ``path`` in one step: a killed run leaves the old file whole."""
+    with write_atomically(path) as temporary:
+        temporary.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
