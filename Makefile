@@ -10,7 +10,7 @@ CI_DIR := build/ci
 TEST_ENV := MNIST_AD_ARTIFACTS=$(CI_DIR)/artifacts
 
 .PHONY: help venv lint unit notebooks nbval browser book book-test test reproduce readme lab strip clean
-.PHONY: assignments grade written classroom hub hub-test
+.PHONY: assignments grade written classroom hub hub-test answers
 
 help:
 	@echo "make test       lint, unit tests, every notebook at CI size (creates .venv)"
@@ -22,6 +22,7 @@ help:
 	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student) in a sandbox, write grades.csv (JOBS=N)"
 	@echo "make written     add the points of hand-graded written answers (GRADES=...)"
 	@echo "make hub        a JupyterHub for a class on http://127.0.0.1:8000 (state in build/hub)"
+	@echo "make answers    measure the answers to the discussion questions for the teacher's guide (after make reproduce, about 30 minutes)"
 	@echo "make bench      measure speed on this machine, write benchmarks/results.json (4-12 minutes)"
 	@echo "make bench-test time make test from a fresh clone, stage by stage (about 12 minutes)"
 
@@ -84,6 +85,11 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/python -m tooling.reproduce
+
+# The discussion questions' measured answers (results/answers.json, the teacher's guide),
+# from the models of the last `make reproduce`.
+answers: $(STAMP)
+	$(BIN)/python -m tooling.answers
 
 readme: $(STAMP)
 	$(BIN)/python -m tooling.reproduce --readme-only
