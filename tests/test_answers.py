@@ -93,7 +93,7 @@ def test_cheap_answers_on_a_tiny_model_hold_what_they_say(trained_cnn):
     stored = {
         "run": {"machine": "a test", "size": "ci", "models_from": "abc1234"},
         "answers": {
-            key: {"measured": m, "seconds": 1.0, "date": "2026-12-05 12:00 UTC", "commit": "f00"}
+            key: {"measured": m, "date": "2026-12-05 12:00 UTC", "commit": "f00", "machine": "M"}
             for key, m in {"01.2": zero, "03.3": scaled, "07.3": fan}.items()
         },
     }
@@ -104,6 +104,17 @@ def test_cheap_answers_on_a_tiny_model_hold_what_they_say(trained_cnn):
     assert "`abc1234`" in table and "2026-12-05" in table
 
 
+def test_each_answer_is_stored_as_it_is_measured_and_another_runs_answers_dropped(tmp_path):
+    out = tmp_path / "answers.json"
+    answers.store(out, "ci", "03.3", {"measured": {"a": 1}})
+    answers.store(out, "ci", "01.2", {"measured": {"a": 2}})
+    stored = json.loads(out.read_text())
+    assert list(stored["answers"]) == ["01.2", "03.3"]  # both kept, in the course's order
+    assert stored["run"]["size"] == "ci"
+    answers.store(out, "full", "05.1", {"measured": {}})  # another size: the others go
+    assert list(json.loads(out.read_text())["answers"]) == ["05.1"]
+
+
 def test_a_missing_model_says_which_notebook_makes_it():
     answers.model.cache_clear()
     with pytest.raises(FileNotFoundError, match="04_adversarial_training"):
@@ -111,9 +122,10 @@ def test_a_missing_model_says_which_notebook_makes_it():
     answers.model.cache_clear()
 
 
-def test_unknown_questions_are_refused_before_anything_runs():
+def test_unknown_questions_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="unknown questions"):
-        answers.run(["04.1", "09.9"], "ci")
+        answers.run(["04.1", "09.9"], "ci", tmp_path / "answers.json")
+    assert not (tmp_path / "answers.json").exists()
 
 
 def test_show_functions_read_a_full_run_of_each_answer_shape():

@@ -476,6 +476,7 @@ def half_accuracy_budget(size: str) -> dict[str, Any]:
 def margin_loss(size: str) -> dict[str, Any]:
     """06.1: FGSM on the logit margin beside FGSM on the cross-entropy, every course model."""
     from helpers.attacks import EPS, fgsm
+    from helpers.evaluation import eps_key
     from helpers.registry import COURSE_MODELS
 
     x, y = test_set(params("06", size)["N_HEADLINE"])
@@ -484,7 +485,7 @@ def margin_loss(size: str) -> dict[str, Any]:
         name: {
             "cross_entropy": accuracy(model(name), fgsm(model(name), x, y, EPS), y),
             "margin": accuracy(model(name), fgsm(model(name), x, y, EPS, loss_on="margin"), y),
-            "robust": saved[name]["robust"],
+            "robust": saved[name]["robust"][eps_key(EPS)],
         }
         for name in COURSE_MODELS
     }
@@ -839,30 +840,47 @@ BY_KEY: dict[str, Question] = {q.key: q for q in QUESTIONS}
 # --- running them, and the guide's table -------------------------------------------------
 
 
-def run(keys: list[str], size: str) -> dict[str, Any]:
-    """Measure the questions ``keys`` at ``size``; each with its seconds."""
+def store(out: Path, size: str, key: str, answer: dict[str, Any]) -> None:
+    """Add one measured answer to ``out`` at once (atomically), so that a run cut short
+    keeps every answer it finished. Answers measured at another size or on the models of
+    another ``make reproduce`` are dropped: the file holds one set of models' answers."""
+    run_of = {"size": size, "models_from": record()["run"]["commit"]}
+    stored = json.loads(out.read_text()) if out.exists() else {}
+    if stored.get("run") != run_of:
+        stored = {"run": run_of, "answers": {}}
+    answers = {**stored["answers"], key: answer}
+    stored["answers"] = {k: answers[k] for k in BY_KEY if k in answers}  # in the course order
+    with write_atomically(out) as scratch:
+        scratch.write_text(json.dumps(stored, indent=1, ensure_ascii=False) + "\n")
+
+
+def run(keys: list[str], size: str, out: Path) -> None:
+    """Measure the questions ``keys`` at ``size``, storing each in ``out`` as it is done."""
+    from tooling.run_facts import cpu_model, run_facts, usable_cores
+
     unknown = [k for k in keys if k not in BY_KEY]
     if unknown:
         raise ValueError(f"unknown questions {unknown}; they are {list(BY_KEY)}")
-    answers = {}
     for key in keys:
         print(f"== {key}: {BY_KEY[key].asks}", flush=True)
         started = time.perf_counter()
         measured = BY_KEY[key].measure(size)
-        answers[key] = {"measured": measured, "seconds": time.perf_counter() - started}
+        facts = run_facts(f"{cpu_model()}, {usable_cores()} cores")
+        answer = {"measured": measured, "seconds": time.perf_counter() - started}
+        store(out, size, key, {**answer, **{k: facts[k] for k in ("date", "commit", "machine")}})
         print(f"   {BY_KEY[key].show(measured)}", flush=True)
-    return answers
 
 
 def guide_table(stored: dict[str, Any]) -> str:
     """The guide's block: one row per question measured, and where the numbers come from."""
-    facts = stored["run"]
-    dates = sorted({a["date"][:10] for a in stored["answers"].values()})
-    commits = ", ".join(f"`{c}`" for c in sorted({a["commit"] for a in stored["answers"].values()}))
+    answers = stored["answers"].values()
+    dates = " and ".join(sorted({a["date"][:10] for a in answers}))
+    machines = " and ".join(sorted({a["machine"] for a in answers}))
+    commits = ", ".join(f"`{c}`" for c in sorted({a["commit"] for a in answers}))
     lines = [
-        f"Measured by `python -m tooling.answers` on {' and '.join(dates)} ({facts['machine']}, "
-        f"commit {commits}), with the models of the `make reproduce` of commit "
-        f"`{facts['models_from']}`; `results/answers.json` holds every number.",
+        f"Measured by `python -m tooling.answers` on {dates} ({machines}, commit {commits}), "
+        f"with the models of the `make reproduce` of commit `{stored['run']['models_from']}`; "
+        "`results/answers.json` holds every number.",
         "",
         "| question | asks | measured |",
         "|---|---|---|",
@@ -882,25 +900,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or (ANSWERS if args.size == "full" else PROJECT_ROOT / "build" / "answers.json")
     if not args.guide:
-        from tooling.run_facts import cpu_model, run_facts, usable_cores
-
-        kept = json.loads(out.read_text())["answers"] if args.only and out.exists() else {}
-        facts = run_facts(f"{cpu_model()}, {usable_cores()} cores")
-        measured = {
-            key: {**answer, "date": facts["date"], "commit": facts["commit"]}
-            for key, answer in run(args.only or list(BY_KEY), args.size).items()
-        }
-        answers = {**kept, **measured}
-        stored = {
-            "run": {
-                "machine": facts["machine"],
-                "size": args.size,
-                "models_from": record()["run"]["commit"],
-            },
-            "answers": {key: answers[key] for key in BY_KEY if key in answers},
-        }
-        with write_atomically(out) as scratch:
-            scratch.write_text(json.dumps(stored, indent=1, ensure_ascii=False) + "\n")
+        run(args.only or list(BY_KEY), args.size, out)
         print(f"wrote {out}")
     from tooling.reproduce import update_readme
 
