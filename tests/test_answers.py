@@ -70,7 +70,7 @@ def test_crossing_interpolates_the_first_budget_below_a_level(curve, expected):
 
 def test_cheap_answers_on_a_tiny_model_hold_what_they_say(trained_cnn):
     """Measured on the session's tiny CNN, saved as the course models these answers load."""
-    for name in ("standard", "ibp_at"):
+    for name in ("standard", "pgd_at"):
         artifacts.save_model(trained_cnn, name)
     answers.model.cache_clear()
     zero = answers.zero_pixels("ci")

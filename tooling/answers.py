@@ -113,6 +113,13 @@ def pgd_accuracy(net: Any, x: np.ndarray, y: np.ndarray, eps: float, **settings:
     return accuracy(net, pgd(net, x, y, eps, seed=0, **settings), y)
 
 
+def label(name: str) -> str:
+    """How tables name course model ``name`` (``"pgd_at"`` → ``"PGD-trained CNN"``)."""
+    from helpers.registry import spec
+
+    return spec(name).label
+
+
 def pct(share: float) -> str:
     return f"{100 * share:.1f}%"
 
@@ -581,17 +588,18 @@ def ibp_larger_budget(size: str) -> dict[str, Any]:
 
 def fan_in(size: str) -> dict[str, Any]:
     """07.3: how many inputs each unit of each layer sums over, and how wide IBP's box is
-    after each layer for the IBP-trained model (ε = 0.1, 100 test digits)."""
+    after each layer, for section 2's model and digit (the PGD-trained CNN, test digit 0,
+    ε = 0.1)."""
     from helpers.certify import interval_widths
 
-    net = model("ibp_at")
+    net = model("pgd_at")
     inputs = {}
     for layer in net.layers:
         kernel = getattr(layer, "kernel", None)
         if kernel is not None:
             inputs[layer.name] = int(np.prod(kernel.shape[:-1]))
-    x, _ = test_set(100)
-    return {"inputs_per_unit": inputs, "box_width": interval_widths(net, x, 0.1)}
+    x, _ = test_set(None)
+    return {"inputs_per_unit": inputs, "box_width": interval_widths(net, x[:1], 0.1)}
 
 
 # --- how each answer reads in the guide --------------------------------------------------
@@ -627,8 +635,13 @@ def show_zero_pixels(m: dict[str, Any]) -> str:
 
 def show_validation_shares(m: dict[str, Any]) -> str:
     stray = m["random_subset_stray"]
+    seeds = (
+        "identical class shares"
+        if m["seed_difference"] == 0
+        else f"class shares within {100 * m['seed_difference']:.2f} points"
+    )
     return (
-        f"seeds 0 and 1: class shares differ by {100 * m['seed_difference']:.2f} points at most; "
+        f"seeds 0 and 1 give validation sets with {seeds}; "
         f"an unstratified random subset strays by {100 * stray['100']:.1f} points (100 images) "
         f"and {100 * stray['6000']:.2f} (6,000) on its worst class, on average over 100 draws"
     )
@@ -656,7 +669,7 @@ def show_dropout(m: dict[str, Any]) -> str:
 def show_confident_wrong(m: dict[str, Any]) -> str:
     return (
         f"test image {m['index']}: labelled {m['label']}, predicted {m['predicted']} with "
-        f"{pct(m['confidence'])} ({m['wrong']} test images wrong in all)"
+        f"probability {m['confidence']:.6f} ({m['wrong']} test images wrong in all)"
     )
 
 
@@ -753,7 +766,7 @@ def show_half_accuracy(m: dict[str, Any]) -> str:
 
 def show_margin(m: dict[str, Any]) -> str:
     rows = "; ".join(
-        f"{name} {pct(r['cross_entropy'])} / {pct(r['margin'])} ({pct(r['robust'])})"
+        f"{label(name)} {pct(r['cross_entropy'])} / {pct(r['margin'])} ({pct(r['robust'])})"
         for name, r in m.items()
     )
     return f"FGSM on the cross-entropy / on the margin (the notebook's robust accuracy): {rows}"
@@ -762,7 +775,7 @@ def show_margin(m: dict[str, Any]) -> str:
 def show_surrogate(m: dict[str, Any]) -> str:
     weak, full = m["1"], m["notebook"]
     rows = "; ".join(
-        f"{name} {pct(weak[name])} / {pct(full[name])}"
+        f"{label(name)} {pct(weak[name])} / {pct(full[name])}"
         for name in weak
         if name != "surrogate_clean"
     )
@@ -802,7 +815,7 @@ def show_fan_in(m: dict[str, Any]) -> str:
     widths = ", ".join(f"{k} {v:.2f}" for k, v in m["box_width"].items())
     return (
         f"inputs each unit sums over: {inputs}; mean width of the box after each layer "
-        f"(IBP-trained CNN, ε = 0.1): {widths}"
+        f"(section 2: PGD-trained CNN, test digit 0, ε = 0.1): {widths}"
     )
 
 
