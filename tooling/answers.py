@@ -28,7 +28,25 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from helpers.artifacts import load_metrics, load_model
+from helpers.attacks import EPS, fgsm, loss_gradient, pgd
+from helpers.autoattack import autoattack
+from helpers.certify import certified_accuracy, interval_widths
+from helpers.data import class_counts, load_mnist, one_hot, prepare_mnist, stratified_subset
+from helpers.engine import in_batches
+from helpers.evaluation import (
+    accuracy,
+    confusion_matrix,
+    eps_key,
+    fgsm_accuracy_curve,
+    pgd_accuracy_curve,
+    predict_labels,
+)
+from helpers.model import build_cnn, in_float32, predict_probabilities, training_precision
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, RESULTS_DIR, write_atomically
+from helpers.registry import COURSE_MODELS, spec, train_recipe, training_settings
+from helpers.robustness import tradeoff_points, transfer_examples
+from helpers.training import Defense, set_seed, train_model
 from tooling.series import NOTEBOOKS, notebook_parameters, parameters_for
 
 #: Where the measured answers go, and the guide that shows them.
@@ -57,18 +75,15 @@ def params(number: str, size: str) -> dict[str, Any]:
 
 
 @cache
-def _mnist(n_test: int | None, seed: int) -> Any:
-    from helpers.data import prepare_mnist
-
-    return prepare_mnist(n_test=n_test, seed=seed)
+def _mnist(seed: int) -> Any:
+    return prepare_mnist(seed=seed)
 
 
 def test_set(n: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` test images (a stratified subset; ``None``: all 10,000) and their labels."""
-    splits = _mnist(None, seed)
+    splits = _mnist(seed)
     if n is None:
         return splits.x_test, splits.y_test
-    from helpers.data import stratified_subset
 
     return stratified_subset(splits.x_test, splits.y_test, n, seed=seed)
 
@@ -76,8 +91,6 @@ def test_set(n: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @cache
 def model(name: str) -> Any:
     """A model saved by the last run of the notebooks (a clear error if it is missing)."""
-    from helpers.artifacts import load_model
-
     return load_model(name)
 
 
@@ -88,35 +101,21 @@ def record() -> dict[str, Any]:
 
 def trained_history(name: str) -> dict[str, list[float]]:
     """The per-epoch history the last run saved for model ``name``."""
-    from helpers.artifacts import load_metrics
-
     return load_metrics(f"{name}_training")["history"]
 
 
 def train(name: str, n_train: int | None, epochs: int | None, **changes: Any) -> tuple:
     """:func:`helpers.registry.train_recipe` with seed 0: ``(model, history, settings)``."""
-    from helpers.registry import train_recipe
-
     return train_recipe(name, n_train=n_train, epochs=epochs, seed=0, **changes)
-
-
-def accuracy(net: Any, x: np.ndarray, y: np.ndarray) -> float:
-    from helpers.evaluation import accuracy as measured
-
-    return measured(net, x, y)
 
 
 def pgd_accuracy(net: Any, x: np.ndarray, y: np.ndarray, eps: float, **settings: Any) -> float:
     """Accuracy under the course's PGD (40 steps unless ``settings`` say otherwise)."""
-    from helpers.attacks import pgd
-
     return accuracy(net, pgd(net, x, y, eps, seed=0, **settings), y)
 
 
 def label(name: str) -> str:
     """How tables name course model ``name`` (``"pgd_at"`` → ``"PGD-trained CNN"``)."""
-    from helpers.registry import spec
-
     return spec(name).label
 
 
@@ -134,10 +133,7 @@ def per_epoch(values: list[float]) -> str:
 def mean_images(size: str) -> dict[str, Any]:
     """01.1: the pairs of digits whose mean training images lie closest, beside the pairs
     the standard model confuses most under FGSM (true label → prediction)."""
-    from helpers.attacks import fgsm
-    from helpers.evaluation import confusion_matrix, predict_labels
-
-    splits = _mnist(None, 0)
+    splits = _mnist(0)
     x, y = splits.x_train, splits.y_train
     means = np.stack([x[y == d].mean(axis=0).ravel() for d in range(10)])
     distance = np.linalg.norm(means[:, None] - means[None], axis=-1)
@@ -158,8 +154,6 @@ def mean_images(size: str) -> dict[str, Any]:
 
 def zero_pixels(size: str) -> dict[str, Any]:
     """01.2: how much of a digit is background, and what ε adds to it."""
-    from helpers.data import load_mnist
-
     eps = params("03", size)["EPS"]
     return {"zero_share": float((load_mnist().x_test == 0).mean()), "eps": eps, "grey": eps * 255}
 
@@ -167,13 +161,11 @@ def zero_pixels(size: str) -> dict[str, Any]:
 def validation_shares(size: str) -> dict[str, Any]:
     """01.3: the validation set's class shares under two seeds, and how far a random
     (unstratified) subset of 100 or 6,000 training labels strays from the whole set's."""
-    from helpers.data import class_counts, prepare_mnist
-
     shares = {}
     for seed in (0, 1):
         y_val = prepare_mnist(seed=seed).y_val
         shares[seed] = class_counts(y_val) / len(y_val)
-    y = _mnist(None, 0).y_train
+    y = _mnist(0).y_train
     whole = class_counts(y) / len(y)
     rng = np.random.default_rng(0)
     strays = {}
@@ -191,8 +183,6 @@ def validation_shares(size: str) -> dict[str, Any]:
 
 def epochs_sweep(size: str) -> dict[str, Any]:
     """02.1: clean and FGSM test accuracy after fewer epochs than the recipe's."""
-    from helpers.evaluation import eps_key, fgsm_accuracy_curve
-
     p, eps = params("02", size), params("03", size)["EPS"]
     x, y = test_set(None)
     runs = {}
@@ -208,11 +198,6 @@ def epochs_sweep(size: str) -> dict[str, Any]:
 def no_dropout(size: str) -> dict[str, Any]:
     """02.2: the standard recipe without its dropout layers: the gap between accuracy on the
     training batches and on the validation set, and test accuracy."""
-    from helpers.data import prepare_mnist
-    from helpers.model import build_cnn, in_float32, training_precision
-    from helpers.registry import spec, training_settings
-    from helpers.training import set_seed, train_model
-
     p = params("02", size)
     build = {**spec("standard").build, "dropout": False}
     set_seed(0)
@@ -236,8 +221,6 @@ def no_dropout(size: str) -> dict[str, Any]:
 
 def most_confident_wrong(size: str) -> dict[str, Any]:
     """02.3: the test image the standard model gets wrong with the highest confidence."""
-    from helpers.model import predict_probabilities
-
     x, y = test_set(None)
     probabilities = predict_probabilities(model("standard"), x)
     wrong = np.flatnonzero(probabilities.argmax(axis=1) != y)
@@ -256,8 +239,6 @@ def most_confident_wrong(size: str) -> dict[str, Any]:
 
 def own_labels(size: str) -> dict[str, Any]:
     """03.1: FGSM with the model's own predictions instead of the true labels."""
-    from helpers.evaluation import eps_key, fgsm_accuracy_curve
-
     p = params("03", size)
     x, y = test_set(p["N_TEST"])
     net, key = model("standard"), eps_key(p["EPS"])
@@ -273,9 +254,6 @@ def own_labels(size: str) -> dict[str, Any]:
 def first_to_flip(size: str) -> dict[str, Any]:
     """03.2: the budget at which FGSM halves the standard model's accuracy (on notebook 03's
     grid), and the accuracy of each digit there: the digits that flip first."""
-    from helpers.attacks import fgsm
-    from helpers.evaluation import eps_key, fgsm_accuracy_curve, predict_labels
-
     p = params("03", size)
     x, y = test_set(p["N_TEST"])
     net = model("standard")
@@ -287,21 +265,16 @@ def first_to_flip(size: str) -> dict[str, Any]:
 
 
 def _input_gradient(net: Any, x: Any, y_onehot: Any) -> Any:
-    from helpers.attacks import loss_gradient
 
     return loss_gradient(net, x, y_onehot)
 
 
 def scaled_gradient(size: str) -> dict[str, Any]:
     """03.3: the raw gradient, scaled so that its largest pixel moves by ε, against its sign."""
-    from helpers import engine
-    from helpers.attacks import fgsm
-    from helpers.data import one_hot
-
     p = params("03", size)
     x, y = test_set(p["N_TEST"])
     net, eps = model("standard"), p["EPS"]
-    g = engine.in_batches(net, _input_gradient, [x, one_hot(y)])[0]
+    g = in_batches(net, _input_gradient, [x, one_hot(y)])[0]
     largest = np.abs(g).max(axis=(1, 2, 3), keepdims=True)
     step = np.divide(g, largest, out=np.zeros_like(g), where=largest > 0)
     scaled = np.clip(x + eps * step, 0.0, 1.0).astype(np.float32)
@@ -317,15 +290,13 @@ def scaled_gradient(size: str) -> dict[str, Any]:
 
 
 def _pgd_curve(history: dict[str, list[float]]) -> dict[str, Any]:
-    pgd = history["val_pgd_accuracy"]
-    best = int(np.argmax(pgd))
-    return {"per_epoch": pgd, "best_epoch": best + 1, "best": pgd[best], "last": pgd[-1]}
+    curve = history["val_pgd_accuracy"]
+    best = int(np.argmax(curve))
+    return {"per_epoch": curve, "best_epoch": best + 1, "best": curve[best], "last": curve[-1]}
 
 
 def fgsm_all_adversarial(size: str) -> dict[str, Any]:
     """04.1: FGSM training with only adversarial examples (``adv_fraction=1.0``)."""
-    from helpers.registry import spec
-
     p = params("04", size)
     defense = spec("fgsm_at").train["defense"]._replace(adv_fraction=1.0)
     net, history, _ = train("fgsm_at", p["N_TRAIN"], p["EPOCHS"], defense=defense)
@@ -342,8 +313,6 @@ def fgsm_all_adversarial(size: str) -> dict[str, Any]:
 def fgsm_with_ramp(size: str) -> dict[str, Any]:
     """04.2: the random-start ablation's recipe (FGSM from the clean image, ε = 0.3), its
     budget ramped up over the first half of training instead of a random start."""
-    from helpers.training import Defense
-
     p = params("04", size)
     defense = Defense("fgsm", eps=0.3, adv_fraction=1.0, ramp=0.5)
     history = train("fgsm_rs_at", p["N_TRAIN"], p["FGSM_RS_EPOCHS"], defense=defense)[1]
@@ -357,8 +326,6 @@ def fgsm_with_ramp(size: str) -> dict[str, Any]:
 
 def fgsm_rs_large_budget(size: str) -> dict[str, Any]:
     """04.3: the FGSM-RS recipe at a training budget of 0.4 instead of 0.3."""
-    from helpers.training import Defense
-
     p = params("04", size)
     defense = Defense("fgsm_rs", eps=0.4, adv_fraction=1.0)
     history = train("fgsm_rs_at", p["N_TRAIN"], p["FGSM_RS_EPOCHS"], defense=defense)[1]
@@ -368,9 +335,6 @@ def fgsm_rs_large_budget(size: str) -> dict[str, Any]:
 def pgd_two_steps(size: str) -> dict[str, Any]:
     """04.4: the PGD recipe with two steps instead of five: time per epoch, and PGD-40
     accuracy on notebook 06's headline digits at its two budgets."""
-    from helpers.evaluation import eps_key
-    from helpers.registry import spec
-
     p, p06 = params("04", size), params("06", size)
     defense = spec("pgd_at").train["defense"]._replace(steps=2)
     net, history, _ = train("pgd_at", p["N_TRAIN"], p["PGD_EPOCHS"], defense=defense)
@@ -390,10 +354,6 @@ def pgd_two_steps(size: str) -> dict[str, Any]:
 def _trades_point(size: str, **changes: Any) -> dict[str, float]:
     """A TRADES model of notebook 04's sweep size, its defense changed by ``changes``:
     ``{"clean", "fgsm", "robust"}`` as in the notebook's trade-off figure."""
-    from helpers.attacks import EPS
-    from helpers.registry import spec
-    from helpers.robustness import tradeoff_points
-
     p = params("04", size)
     defense = spec("trades_at").train["defense"]._replace(**changes)
     net = train("trades_at", p["TRADES_N_TRAIN"], p["TRADES_EPOCHS"], defense=defense)[0]
@@ -443,8 +403,6 @@ def pgd_restarts(size: str) -> dict[str, Any]:
 
 def fgsm_transfer(size: str) -> dict[str, Any]:
     """05.2: FGSM images crafted on the standard model, shown to the FGSM-trained one."""
-    from helpers.attacks import fgsm
-
     p = params("05", size)
     x, y = test_set(p["N_TEST"])
     defended = model("fgsm_at")
@@ -468,8 +426,6 @@ def crossing(curve: dict[str, float], level: float = 0.5) -> float | None:
 def half_accuracy_budget(size: str) -> dict[str, Any]:
     """05.3: the budget at which the FGSM-trained model's PGD accuracy falls to 50%, on
     notebook 03's finer grid of budgets."""
-    from helpers.evaluation import pgd_accuracy_curve
-
     p = params("05", size)
     x, y = test_set(p["N_PGD"])
     grid = params("03", size)["EPSILONS"]
@@ -482,10 +438,6 @@ def half_accuracy_budget(size: str) -> dict[str, Any]:
 
 def margin_loss(size: str) -> dict[str, Any]:
     """06.1: FGSM on the logit margin beside FGSM on the cross-entropy, every course model."""
-    from helpers.attacks import EPS, fgsm
-    from helpers.evaluation import eps_key
-    from helpers.registry import COURSE_MODELS
-
     x, y = test_set(params("06", size)["N_HEADLINE"])
     saved = record()["models"]
     return {
@@ -500,11 +452,6 @@ def margin_loss(size: str) -> dict[str, Any]:
 
 def weak_surrogate(size: str) -> dict[str, Any]:
     """06.3: transfer attacks from a surrogate trained for one epoch, and from the notebook's."""
-    from helpers.attacks import EPS
-    from helpers.evaluation import eps_key
-    from helpers.registry import COURSE_MODELS, train_recipe
-    from helpers.robustness import transfer_examples
-
     p = params("06", size)
     x, y = test_set(p["N_CURVE"])
     surrogates = {
@@ -512,11 +459,11 @@ def weak_surrogate(size: str) -> dict[str, Any]:
         "notebook": model("surrogate"),
     }
     result = {}
-    for label, surrogate in surrogates.items():
+    for which, surrogate in surrogates.items():
         images = transfer_examples(surrogate, x, y, [EPS], steps=p["PGD_STEPS"], seed=0)[
             eps_key(EPS)
         ]
-        result[label] = {
+        result[which] = {
             "surrogate_clean": accuracy(surrogate, x, y),
             **{name: accuracy(model(name), images, y) for name in COURSE_MODELS},
         }
@@ -526,9 +473,6 @@ def weak_surrogate(size: str) -> dict[str, Any]:
 def autoattack_settings(size: str) -> dict[str, Any]:
     """06.4: AutoAttack on the PGD-trained model with all 9 target classes, and with
     Square's queries cut to a fifth, beside the notebook's settings (from the record)."""
-    from helpers.autoattack import autoattack
-    from helpers.evaluation import eps_key
-
     p = params("06", size)
     x, y = test_set(p["N_HEADLINE"])
     base = {
@@ -541,12 +485,12 @@ def autoattack_settings(size: str) -> dict[str, Any]:
         "1/5 queries": {**base, "queries": p["AA_QUERIES"] // 5},
     }
     result = {}
-    for label, settings in variants.items():
+    for variant, settings in variants.items():
         for eps in p["HEADLINE_EPS"]:
             started = time.perf_counter()
-            run = autoattack(model("pgd_at"), x, y, eps, seed=0, **settings)
-            result.setdefault(label, {})[eps_key(eps)] = {
-                "robust": run["robust"], "seconds": time.perf_counter() - started,
+            attacked = autoattack(model("pgd_at"), x, y, eps, seed=0, **settings)
+            result.setdefault(variant, {})[eps_key(eps)] = {
+                "robust": attacked["robust"], "seconds": time.perf_counter() - started,
             }  # fmt: skip
     saved = record()["models"]["pgd_at"]
     result["notebook"] = {
@@ -567,10 +511,6 @@ def robust_half_budget(size: str) -> dict[str, Any]:
 
 def ibp_larger_budget(size: str) -> dict[str, Any]:
     """07.1: the IBP recipe trained at ε = 0.3 instead of 0.2."""
-    from helpers.certify import certified_accuracy
-    from helpers.evaluation import eps_key
-    from helpers.registry import spec
-
     p = params("07", size)
     defense = spec("ibp_at").train["defense"]._replace(eps=0.3)
     net = train("ibp_at", p["N_TRAIN"], p["IBP_EPOCHS"], defense=defense)[0]
@@ -590,8 +530,6 @@ def fan_in(size: str) -> dict[str, Any]:
     """07.3: how many inputs each unit of each layer sums over, and how wide IBP's box is
     after each layer, for section 2's model and digit (the PGD-trained CNN, test digit 0,
     ε = 0.1)."""
-    from helpers.certify import interval_widths
-
     net = model("pgd_at")
     inputs = {}
     for layer in net.layers:
@@ -721,13 +659,13 @@ def show_large_budget(m: dict[str, Any]) -> str:
 
 def show_two_steps(m: dict[str, Any]) -> str:
     seconds = m["epoch_seconds"]
-    pgd = "; ".join(
+    by_steps = "; ".join(
         f"{steps} steps " + ", ".join(f"ε = {k} {pct(v)}" for k, v in by_eps.items())
         for steps, by_eps in m["pgd"].items()
     )
     return (
         f"an epoch takes {seconds['2']:.0f} s with 2 steps, {seconds['5']:.0f} s with 5 "
-        f"(medians); PGD-40 on {m['n']:,} digits: {pgd}"
+        f"(medians); PGD-40 on {m['n']:,} digits: {by_steps}"
     )
 
 
@@ -787,14 +725,14 @@ def show_surrogate(m: dict[str, Any]) -> str:
 
 
 def show_autoattack(m: dict[str, Any]) -> str:
-    def one(label: str) -> str:
-        runs = m["runs"][label].items()
-        return f"{label}: " + ", ".join(
+    def one(variant: str) -> str:
+        runs = m["runs"][variant].items()
+        return f"{variant}: " + ", ".join(
             f"ε = {k} {pct(r['robust'])} in {r['seconds'] / 60:.1f} min" for k, r in runs
         )
 
-    labels = ("notebook", "9 targets", "1/5 queries")
-    return "; ".join(one(label) for label in labels) + f" ({m['n']:,} digits)"
+    variants = ("notebook", "9 targets", "1/5 queries")
+    return "; ".join(one(variant) for variant in variants) + f" ({m['n']:,} digits)"
 
 
 def show_robust_half(m: dict[str, Any]) -> str:
