@@ -186,6 +186,7 @@ def train_recipe(
     seed: int = 0,
     progress: bool = True,
     precision: str | None = None,
+    build: dict[str, Any] | None = None,
     **changes: Any,
 ) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
     """Seed, load MNIST, build and train model ``name`` by its recipe (:data:`MODELS`).
@@ -200,6 +201,8 @@ def train_recipe(
             bounds are then computed in bfloat16 too, its proofs always in float32).
             The model returned
             computes in float32 either way, so every later attack and measurement does too.
+        build: replace arguments of the recipe's network (:func:`helpers.model.build_cnn`),
+            e.g. ``{"dropout": False}``; ``None`` keeps the recipe's.
         changes: replace settings of the recipe's training (e.g. ``defense=Defense("fgsm",
             adv_fraction=1.0)`` for an experiment); the record says what ran.
 
@@ -211,12 +214,13 @@ def train_recipe(
         attacks), ``n_train``, ``seed`` and ``precision``.
     """
     recipe = spec(name)
+    network = {**recipe.build, **(build or {})}
     train = training_settings(name, epochs, **changes)
     set_seed(seed)
     data = prepare_mnist(n_train=n_train, seed=seed)
     if precision is None:
         precision = training_precision()
-    model = build_cnn(name=name, precision=precision, **recipe.build)
+    model = build_cnn(name=name, precision=precision, **network)
     start = time.perf_counter()
     history = train_model(
         model,
@@ -228,9 +232,9 @@ def train_recipe(
         **train,
     )
     if precision != "float32":
-        model = in_float32(model, **recipe.build)
+        model = in_float32(model, **network)
     settings = {
-        "build": dict(recipe.build),
+        "build": network,
         **{k: v._asdict() if hasattr(v, "_asdict") else v for k, v in train.items()},
         "train_seconds": time.perf_counter() - start,
         "n_train": len(data.x_train),

@@ -62,6 +62,15 @@ def test_a_recipe_trained_in_bf16_comes_back_in_float32(small_mnist):
     assert model.get_layer("conv1").compute_dtype == "float32"  # attacks see float32
 
 
+def test_train_recipe_changes_the_network_it_is_told_to_and_records_it(small_mnist):
+    model, _, settings = registry.train_recipe(
+        "standard", n_train=200, epochs=1, progress=False, build={"dropout": False}
+    )
+    assert settings["build"] == {**registry.spec("standard").build, "dropout": False}
+    assert not any("dropout" in layer.name for layer in model.layers)
+    assert registry.spec("standard").build["dropout"]  # the recipe itself is unchanged
+
+
 def test_summarize_training_measures_on_the_test_images_it_is_given(small_mnist, trained_cnn):
     from helpers.evaluation import fgsm_accuracy_curve
 

@@ -42,11 +42,11 @@ from helpers.evaluation import (
     pgd_accuracy_curve,
     predict_labels,
 )
-from helpers.model import build_cnn, in_float32, predict_probabilities, training_precision
+from helpers.model import predict_probabilities
 from helpers.paths import NOTEBOOKS_DIR, PROJECT_ROOT, RESULTS_DIR, write_atomically
-from helpers.registry import COURSE_MODELS, spec, train_recipe, training_settings
+from helpers.registry import COURSE_MODELS, spec, train_recipe
 from helpers.robustness import tradeoff_points, transfer_examples
-from helpers.training import Defense, set_seed, train_model
+from helpers.training import Defense
 from tooling.series import NOTEBOOKS, notebook_parameters, parameters_for
 
 #: Where the measured answers go, and the guide that shows them.
@@ -199,15 +199,7 @@ def no_dropout(size: str) -> dict[str, Any]:
     """02.2: the standard recipe without its dropout layers: the gap between accuracy on the
     training batches and on the validation set, and test accuracy."""
     p = params("02", size)
-    build = {**spec("standard").build, "dropout": False}
-    set_seed(0)
-    data = prepare_mnist(n_train=p["N_TRAIN"], seed=0)
-    net = build_cnn(name="no_dropout", precision=training_precision(), **build)
-    history = train_model(
-        net, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), seed=0,
-        **training_settings("standard", p["EPOCHS"]),
-    )  # fmt: skip
-    net = in_float32(net, **build)
+    net, history, _ = train("standard", p["N_TRAIN"], p["EPOCHS"], build={"dropout": False})
     x, y = test_set(None)
 
     def gap(h: dict[str, list[float]]) -> dict[str, float]:
@@ -264,17 +256,12 @@ def first_to_flip(size: str) -> dict[str, Any]:
     return {"eps": half, "accuracy": curve[eps_key(half)], "by_digit": by_digit}
 
 
-def _input_gradient(net: Any, x: Any, y_onehot: Any) -> Any:
-
-    return loss_gradient(net, x, y_onehot)
-
-
 def scaled_gradient(size: str) -> dict[str, Any]:
     """03.3: the raw gradient, scaled so that its largest pixel moves by ε, against its sign."""
     p = params("03", size)
     x, y = test_set(p["N_TEST"])
     net, eps = model("standard"), p["EPS"]
-    g = in_batches(net, _input_gradient, [x, one_hot(y)])[0]
+    g = in_batches(net, loss_gradient, [x, one_hot(y)])[0]
     largest = np.abs(g).max(axis=(1, 2, 3), keepdims=True)
     step = np.divide(g, largest, out=np.zeros_like(g), where=largest > 0)
     scaled = np.clip(x + eps * step, 0.0, 1.0).astype(np.float32)
