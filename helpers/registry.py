@@ -114,7 +114,9 @@ MODELS: dict[str, ModelSpec] = {
         },
     ),
     # Notebook 07's model, trained for proofs rather than against attacks: IBP's verified
-    # loss at a budget twice the one it is certified at (0.1), as Gowal et al. do on MNIST.
+    # loss at the budget of the published certified models, ε = 0.3, where it is certified.
+    # (Gowal et al. train at a larger budget than they certify; discussion question 07.1
+    # trains this recipe at 0.2 and 0.4.)
     "ibp_at": ModelSpec(
         "IBP-trained CNN",
         _NB07,
@@ -122,8 +124,8 @@ MODELS: dict[str, ModelSpec] = {
         {
             "epochs": 12,
             "lr_schedule": "cosine",
-            "defense": Defense("ibp", eps=0.2, ramp=0.4),
-            "monitor": Monitor(eps=0.1, certified=True, size=1000),
+            "defense": Defense("ibp", eps=0.3, ramp=0.4),
+            "monitor": Monitor(eps=0.3, certified=True, size=1000),
         },
     ),
     # Notebook 04's fourth recipe, swept over β there to draw its trade-off: TRADES keeps the

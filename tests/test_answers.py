@@ -37,7 +37,7 @@ def test_every_answer_belongs_to_a_discussion_question_that_asks_for_it():
         "04.3": "eps=0.4",
         "04.4": "steps=2",
         "06.4": "AA_TARGETS = 9",
-        "07.1": "eps=0.3",
+        "07.1": "eps=0.4",
         "04.6": "steps=1, beta=3.0",
     }
     for key, setting in asked.items():
