@@ -115,6 +115,31 @@ def test_each_answer_is_stored_as_it_is_measured_and_another_runs_answers_droppe
     assert list(json.loads(out.read_text())["answers"]) == ["05.1"]
 
 
+def test_a_run_records_the_commit_it_started_from_not_its_own_output(tmp_path, monkeypatch):
+    """Facts are read once, before the first answer writes the (tracked) answers file."""
+    commits = iter(["abc1234", "abc1234-dirty"])
+    monkeypatch.setattr(
+        answers,
+        "BY_KEY",
+        {
+            k: answers.BY_KEY[k]._replace(measure=lambda size: {}, show=lambda m: "")
+            for k in ("01.2", "03.3")
+        },
+    )
+    monkeypatch.setattr(
+        "tooling.run_facts.run_facts",
+        lambda machine: {
+            "date": "2026-12-06 01:00 UTC",
+            "commit": next(commits),
+            "machine": machine,
+        },
+    )
+    out = tmp_path / "answers.json"
+    answers.run(["01.2", "03.3"], "ci", out)
+    stored = json.loads(out.read_text())["answers"]
+    assert {a["commit"] for a in stored.values()} == {"abc1234"}
+
+
 def test_a_missing_model_says_which_notebook_makes_it():
     answers.model.cache_clear()
     with pytest.raises(FileNotFoundError, match="04_adversarial_training"):

@@ -805,11 +805,13 @@ def run(keys: list[str], size: str, out: Path) -> None:
     unknown = [k for k in keys if k not in BY_KEY]
     if unknown:
         raise ValueError(f"unknown questions {unknown}; they are {list(BY_KEY)}")
+    # The checkout's commit before the run: once the first answer is stored, the run's own
+    # output would mark a tracked file changed ("-dirty").
+    facts = run_facts(f"{cpu_model()}, {usable_cores()} cores")
     for key in keys:
         print(f"== {key}: {BY_KEY[key].asks}", flush=True)
         started = time.perf_counter()
         measured = BY_KEY[key].measure(size)
-        facts = run_facts(f"{cpu_model()}, {usable_cores()} cores")
         answer = {"measured": measured, "seconds": time.perf_counter() - started}
         store(out, size, key, {**answer, **{k: facts[k] for k in ("date", "commit", "machine")}})
         print(f"   {BY_KEY[key].show(measured)}", flush=True)
