@@ -502,16 +502,15 @@ def ibp_other_budgets(size: str) -> dict[str, Any]:
     p = params("07", size)
     x, y = test_set(p["N_CERTIFY"])
     saved = record()["certification"]["models"]["ibp_at"]
+    recipe = spec("ibp_at").train["defense"]
     measured = {}
     for eps in (0.2, 0.4):
-        defense = spec("ibp_at").train["defense"]._replace(eps=eps)
-        net = train("ibp_at", p["N_TRAIN"], p["IBP_EPOCHS"], defense=defense)[0]
+        net = train("ibp_at", p["N_TRAIN"], p["IBP_EPOCHS"], defense=recipe._replace(eps=eps))[0]
         measured[f"eps_{eps:g}"] = {
             "clean": accuracy(net, x, y),
             "certified": {eps_key(e): certified_accuracy(net, x, y, e) for e in (0.1, 0.3)},
         }
-    recipe = f"eps_{spec('ibp_at').train['defense'].eps:g}"
-    measured[recipe] = {
+    measured[f"eps_{recipe.eps:g}"] = {
         "clean": saved["clean"],
         "certified": {k: saved["certified"][k] for k in ("0.1", "0.3")},
     }
