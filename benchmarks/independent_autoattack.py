@@ -19,7 +19,11 @@ Two steps, so that the second needs neither TensorFlow nor the course:
    default), on a GPU where there is one. Needs ``torch`` and ``torchattacks`` (not in the
    course's requirements) and ``data/mnist.npz``;
 3. ``python -m benchmarks.independent_autoattack ours MODEL.keras RESULT.json``: the
-   course's own AutoAttack on the same images and budgets, added to ``RESULT.json``.
+   course's own AutoAttack on the same images and budgets, added to ``RESULT.json``;
+4. ``python -m benchmarks.independent_autoattack certified MODEL.keras RESULT.json``: the
+   course's proofs (:func:`helpers.certify.certify`) on the same images and budgets, added to
+   ``RESULT.json`` with the number of proved digits the attack broke. A proof holds for every
+   image in the box, so that number must be 0; the command fails if it is not.
 """
 
 from __future__ import annotations
@@ -162,6 +166,8 @@ def attack(
             "robust": float(still.float().mean()),
             "broken_by": broken_by,
             "seconds": round(time.perf_counter() - started, 1),
+            # which digits are lost (misclassified, or fooled by an attack): for `certified`
+            "not_robust": (~still).nonzero().flatten().cpu().tolist(),
         }
         print(eps, result[str(eps)], flush=True)
         _write_result(result, result_path)  # after every budget
@@ -178,7 +184,7 @@ def ours(model_path: Path, result_path: Path) -> dict:
     from helpers.training import set_seed
 
     result = json.loads(result_path.read_text())
-    budgets = sorted(float(k) for k in result if k.replace(".", "", 1).isdigit())  # "0.25", ...
+    budgets = _budgets(result)
     # notebook 06's settings, as the last make reproduce recorded them
     used = json.loads((ROOT / "results" / "metrics.json").read_text())["evaluation"]["autoattack"]
     settings = {k: used[k] for k in ("apgd_steps", "targets", "queries")} | {"seed": 0}
@@ -194,6 +200,45 @@ def ours(model_path: Path, result_path: Path) -> dict:
     }
     _write_result(result, result_path)
     return result["ours"]
+
+
+def _budgets(result: dict[str, Any]) -> list[float]:
+    """The budgets a result of :func:`attack` holds (its keys ``"0.25"``, ``"0.3"``, ...)."""
+    return sorted(float(k) for k in result if k.replace(".", "", 1).isdigit())
+
+
+def certified(model_path: Path, result_path: Path) -> dict:
+    """The course's proofs (:func:`helpers.certify.certify`) on the same first test images
+    and budgets as the result in ``result_path``, written into it as ``"certified"``: per
+    budget the share proved and how many proved digits the attack broke. Raises
+    ``AssertionError`` if that number is not 0: a proof covers every image of the box, so a
+    proved digit the attack broke means a bug in the proof (or in the attack)."""
+    import keras
+
+    from helpers.certify import certify
+
+    result = json.loads(result_path.read_text())
+    x, y = _test_images(result["n_images"])
+    model = keras.saving.load_model(model_path)
+    record: dict[str, Any] = {"proof": "helpers.certify.certify (interval bound propagation)"}
+    for eps in _budgets(result):
+        if "not_robust" not in result[str(eps)]:
+            raise ValueError(
+                f"{result_path} has no per-digit outcome at ε = {eps}: it was written before "
+                "`attack` recorded one; run `attack` again"
+            )
+        proved = certify(model, x[..., None], y, eps)
+        broken = np.zeros(len(x), bool)
+        broken[result[str(eps)]["not_robust"]] = True
+        record[str(eps)] = {
+            "certified": float(proved.mean()),
+            "certified_but_broken": int((proved & broken).sum()),
+        }
+    result["certified"] = record
+    _write_result(result, result_path)
+    failures = {e: r for e, r in record.items() if e != "proof" and r["certified_but_broken"]}
+    assert not failures, f"the attack broke digits the proof certified: {failures}"
+    return record
 
 
 def _write_result(result: dict[str, Any], path: Path) -> None:
@@ -220,11 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     o = sub.add_parser("ours", help="the course's AutoAttack on the same images, into RESULT")
     o.add_argument("model", type=Path)
     o.add_argument("result", type=Path)
+    c = sub.add_parser("certified", help="the course's proofs on the same images, into RESULT")
+    c.add_argument("model", type=Path)
+    c.add_argument("result", type=Path)
     args = parser.parse_args(argv)
     if args.command == "export":
         print(export(args.model, args.out))
     elif args.command == "ours":
         print(ours(args.model, args.result))
+    elif args.command == "certified":
+        print(certified(args.model, args.result))
     else:
         attack(args.weights, args.result, args.n, args.eps, args.model)
     return 0

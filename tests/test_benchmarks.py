@@ -435,3 +435,68 @@ def test_quick_run_measures_the_training_step_against_its_peers(quick):
         assert results["torch_variant"] in torch_peer.VARIANTS
         assert set(step["torch"]["variants"]) == set(torch_peer.VARIANTS)
     assert "of the matmul's rate" in stdout
+
+
+def _saved_cnn(tmp_path):
+    """A saved random CNN and the first 30 test digits' correct/incorrect split under it."""
+    from helpers.data import load_mnist
+    from helpers.evaluation import predict_labels
+
+    model = build_cnn(name="independent", dropout=False)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    mnist = load_mnist()
+    x, y = mnist.x_test[:30].astype("float32")[..., None] / 255.0, mnist.y_test[:30]
+    correct = predict_labels(model, x) == y
+    return path, [int(i) for i in (~correct).nonzero()[0]], [int(i) for i in correct.nonzero()[0]]
+
+
+def test_independent_attack_is_checked_against_the_proofs(tmp_path):
+    """At ε = 0 a proof is exact (certified = classified correctly), so an attack that lost
+    only the misclassified digits agrees with it, and one that claims a correctly classified
+    digit contradicts it and makes the check fail."""
+    from benchmarks.independent_autoattack import certified
+
+    model_path, wrong, right = _saved_cnn(tmp_path)
+    assert right, "the random CNN classified none of the 30 digits correctly"
+    result_path = tmp_path / "result.json"
+    result_path.write_text(json.dumps({"n_images": 30, "0.0": {"not_robust": wrong}}))
+    record = certified(model_path, result_path)
+    assert record["0.0"] == {"certified": len(right) / 30, "certified_but_broken": 0}
+    assert json.loads(result_path.read_text())["certified"] == record
+
+    result_path.write_text(json.dumps({"n_images": 30, "0.0": {"not_robust": wrong + right[:1]}}))
+    with pytest.raises(AssertionError, match="broke digits the proof certified"):
+        certified(model_path, result_path)
+    saved = json.loads(result_path.read_text())["certified"]["0.0"]  # written all the same
+    assert saved["certified_but_broken"] == 1
+
+
+def test_independent_check_needs_the_attacks_per_digit_outcome(tmp_path):
+    from benchmarks.independent_autoattack import certified
+
+    model_path, _, _ = _saved_cnn(tmp_path)
+    result_path = tmp_path / "result.json"
+    result_path.write_text(json.dumps({"n_images": 30, "0.3": {"robust": 0.5}}))
+    with pytest.raises(ValueError, match="no per-digit outcome"):
+        certified(model_path, result_path)
+
+
+def test_readme_quotes_the_independent_autoattack_results_as_recorded():
+    """Every share the independent AutoAttack left, and every share the proofs certified on
+    its digits, appears in the README as the JSON has it (one decimal), and no proved digit
+    was broken."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    results = sorted((PROJECT_ROOT / "results").glob("independent_autoattack*.json"))
+    assert results, "results/independent_autoattack.json is missing"
+    for path in results:
+        result = json.loads(path.read_text())
+        assert f"results/{path.name}" in readme, f"the README does not cite {path.name}"
+        shares = [v["robust"] for k, v in result.items() if k.replace(".", "", 1).isdigit()]
+        certified = result.get("certified", {})
+        for key, record in certified.items():
+            if key != "proof":
+                assert record["certified_but_broken"] == 0, (path.name, key)
+                shares.append(record["certified"])
+        for share in shares:
+            assert f"{100 * share:.1f}%" in readme, f"{path.name}: {100 * share:.1f}% not in README"
