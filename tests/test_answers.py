@@ -38,6 +38,7 @@ def test_every_answer_belongs_to_a_discussion_question_that_asks_for_it():
         "04.4": "steps=2",
         "06.4": "AA_TARGETS = 9",
         "07.1": "eps=0.4",
+        "07.4": "apgd_steps=100, queries=5000",
         "04.6": "steps=1, beta=3.0",
     }
     for key, setting in asked.items():
@@ -70,7 +71,7 @@ def test_crossing_interpolates_the_first_budget_below_a_level(curve, expected):
 
 def test_cheap_answers_on_a_tiny_model_hold_what_they_say(trained_cnn):
     """Measured on the session's tiny CNN, saved as the course models these answers load."""
-    for name in ("standard", "pgd_at"):
+    for name in ("standard", "pgd_at", "ibp_at"):
         artifacts.save_model(trained_cnn, name)
     answers.model.cache_clear()
     zero = answers.zero_pixels("ci")
@@ -88,18 +89,25 @@ def test_cheap_answers_on_a_tiny_model_hold_what_they_say(trained_cnn):
     assert conv[0] == 3 * 3 * 1 and fan["inputs_per_unit"]["logits"] > conv[0]
     widths = list(fan["box_width"].values())
     assert widths[-1] > widths[0] > 0  # the box widens on its way to the logits
+    band = answers.stronger_attack("ci")
+    assert band["settings"]["stronger"]["queries"] > band["settings"]["notebook"]["queries"]
+    for edges in band["budgets"].values():  # a proof is a lower bound under every attack
+        for attack in ("notebook", "stronger"):
+            assert edges["certified"] <= edges[attack]["robust"]
+            assert edges[attack]["certified_but_broken"] == 0
     answers.model.cache_clear()
 
     stored = {
         "run": {"machine": "a test", "size": "ci", "models_from": "abc1234"},
         "answers": {
             key: {"measured": m, "date": "2026-12-05 12:00 UTC", "commit": "f00", "machine": "M"}
-            for key, m in {"01.2": zero, "03.3": scaled, "07.3": fan}.items()
+            for key, m in {"01.2": zero, "03.3": scaled, "07.3": fan, "07.4": band}.items()
         },
     }
     table = answers.guide_table(stored)
     rows = [line for line in table.splitlines() if line.startswith("| 0")]
-    assert [row.split(" | ")[0] for row in rows] == ["| 01.2", "| 03.3", "| 07.3"]
+    assert [row.split(" | ")[0] for row in rows] == ["| 01.2", "| 03.3", "| 07.3", "| 07.4"]
+    assert "certified digits broken: 0" in rows[3]
     assert f"{100 * zero['zero_share']:.1f}%" in rows[0]
     assert "`abc1234`" in table and "2026-12-05" in table
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from helpers.artifacts import load_metrics, load_model
 from helpers.attacks import EPS, fgsm, loss_gradient, pgd
-from helpers.autoattack import autoattack
-from helpers.certify import certified_accuracy, interval_widths
+from helpers.autoattack import autoattack, autoattack_by_budget
+from helpers.certify import certified_accuracy, certify, interval_widths
 from helpers.data import class_counts, load_mnist, one_hot, prepare_mnist, stratified_subset
 from helpers.engine import in_batches
 from helpers.evaluation import (
@@ -531,6 +531,35 @@ def fan_in(size: str) -> dict[str, Any]:
     return {"inputs_per_unit": inputs, "box_width": interval_widths(net, x[:1], 0.1)}
 
 
+def stronger_attack(size: str) -> dict[str, Any]:
+    """07.4: the IBP-trained model's band on notebook 07's attacked digits at each budget:
+    the share certified (the lower edge), and the AutoAttack-style accuracy under the
+    notebook's attack and under notebook 06's stronger one (the upper edge), with how many
+    certified digits each attack broke (0, or a proof is wrong)."""
+    p, strong = params("07", size), params("06", size)
+    x, y = test_set(p["N_ATTACK"])
+    net = model("ibp_at")
+    settings = {
+        attack: {"apgd_steps": q["AA_APGD_STEPS"], "targets": q["AA_TARGETS"],
+                 "queries": q["AA_QUERIES"]}
+        for attack, q in (("notebook", p), ("stronger", strong))
+    }  # fmt: skip
+    runs = {
+        a: autoattack_by_budget(net, x, y, p["EPSILONS"], seed=0, **s) for a, s in settings.items()
+    }
+    budgets = {}
+    for eps in p["EPSILONS"]:
+        proven = certify(net, x, y, eps)
+        budgets[eps_key(eps)] = {"certified": float(proven.mean())} | {
+            attack: {
+                "robust": run[eps]["robust"],
+                "certified_but_broken": int((proven & ~run[eps]["robust_mask"]).sum()),
+            }
+            for attack, run in runs.items()
+        }
+    return {"n": len(y), "settings": settings, "budgets": budgets}
+
+
 # --- how each answer reads in the guide --------------------------------------------------
 
 
@@ -740,6 +769,25 @@ def show_ibp(m: dict[str, Any]) -> str:
     return f"clean, certified at ε = 0.1 and 0.3 — {rows}"
 
 
+def show_stronger_attack(m: dict[str, Any]) -> str:
+    strong = m["settings"]["stronger"]
+    rows = "; ".join(
+        f"ε = {k} {pct(r['certified'])} / {pct(r['notebook']['robust'])} / "
+        f"{pct(r['stronger']['robust'])}"
+        for k, r in m["budgets"].items()
+    )
+    broken = sum(
+        r[a]["certified_but_broken"]
+        for r in m["budgets"].values()
+        for a in ("notebook", "stronger")
+    )
+    return (
+        f"IBP-trained CNN, {m['n']:,} digits, certified / the notebook's attack / the stronger "
+        f"one (APGD {strong['apgd_steps']} steps, Square {strong['queries']:,} queries): "
+        f"{rows}; certified digits broken: {broken}"
+    )
+
+
 def show_fan_in(m: dict[str, Any]) -> str:
     inputs = ", ".join(f"{k} {v:,}" for k, v in m["inputs_per_unit"].items())
     widths = ", ".join(f"{k} {v:.2f}" for k, v in m["box_width"].items())
@@ -776,6 +824,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question("06.5", "where the PGD-trained model halves", robust_half_budget, show_robust_half),
     Question("07.1", "IBP trained at ε = 0.2 and 0.4", ibp_other_budgets, show_ibp),
     Question("07.3", "inputs per unit; the box's growth", fan_in, show_fan_in),
+    Question("07.4", "the band under a stronger attack", stronger_attack, show_stronger_attack),
 )
 BY_KEY: dict[str, Question] = {q.key: q for q in QUESTIONS}
 
