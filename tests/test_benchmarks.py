@@ -488,7 +488,7 @@ def test_readme_quotes_the_independent_autoattack_results_as_recorded():
     was broken."""
     readme = (PROJECT_ROOT / "README.md").read_text()
     results = sorted((PROJECT_ROOT / "results").glob("independent_autoattack*.json"))
-    assert results, "results/independent_autoattack.json is missing"
+    assert results, "no results/independent_autoattack_*.json"
     for path in results:
         result = json.loads(path.read_text())
         assert f"results/{path.name}" in readme, f"the README does not cite {path.name}"
