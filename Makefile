@@ -22,7 +22,7 @@ help:
 	@echo "make grade        autograde SUBMISSIONS=dir (one folder per student) in a sandbox, write grades.csv (JOBS=N)"
 	@echo "make written     add the points of hand-graded written answers (GRADES=...)"
 	@echo "make hub        a JupyterHub for a class on http://127.0.0.1:8000 (state in build/hub)"
-	@echo "make answers    measure the answers to the discussion questions for the teacher's guide (after make reproduce, about 30 minutes)"
+	@echo "make answers    measure the answers to the discussion questions for the teacher's guide (after make reproduce, about 40 minutes)"
 	@echo "make bench      measure speed on this machine, write benchmarks/results.json (4-12 minutes)"
 	@echo "make bench-test time make test from a fresh clone, stage by stage (about 12 minutes)"
 
