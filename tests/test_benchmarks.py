@@ -442,6 +442,7 @@ def _saved_cnn(tmp_path):
     from helpers.data import load_mnist
     from helpers.evaluation import predict_labels
 
+    keras.utils.set_random_seed(0)  # fixed weights: some digits right, some wrong
     model = build_cnn(name="independent", dropout=False)
     path = tmp_path / "model.keras"
     model.save(path)
@@ -458,7 +459,7 @@ def test_independent_attack_is_checked_against_the_proofs(tmp_path):
     from benchmarks.independent_autoattack import certified
 
     model_path, wrong, right = _saved_cnn(tmp_path)
-    assert right, "the random CNN classified none of the 30 digits correctly"
+    assert right and wrong, "the random CNN must get some of the 30 digits right and some wrong"
     result_path = tmp_path / "result.json"
     result_path.write_text(json.dumps({"n_images": 30, "0.0": {"not_robust": wrong}}))
     record = certified(model_path, result_path)
