@@ -439,16 +439,15 @@ def test_quick_run_measures_the_training_step_against_its_peers(quick):
 
 def _saved_cnn(tmp_path):
     """A saved random CNN and the first 30 test digits' correct/incorrect split under it."""
-    from helpers.data import load_mnist
+    from benchmarks.independent_autoattack import _test_images
     from helpers.evaluation import predict_labels
 
     keras.utils.set_random_seed(0)  # fixed weights: some digits right, some wrong
     model = build_cnn(name="independent", dropout=False)
     path = tmp_path / "model.keras"
     model.save(path)
-    mnist = load_mnist()
-    x, y = mnist.x_test[:30].astype("float32")[..., None] / 255.0, mnist.y_test[:30]
-    correct = predict_labels(model, x) == y
+    x, y = _test_images(30)  # the digits `certified` reads
+    correct = predict_labels(model, x[..., None]) == y
     return path, [int(i) for i in (~correct).nonzero()[0]], [int(i) for i in correct.nonzero()[0]]
 
 
@@ -487,6 +486,8 @@ def test_readme_quotes_the_independent_autoattack_results_as_recorded():
     """Every share the independent AutoAttack left, ours left, and the proofs certified on
     the same digits appears in the README as the JSON has it (one decimal), and no proved
     digit was broken."""
+    from benchmarks.independent_autoattack import _budgets
+
     readme = (PROJECT_ROOT / "README.md").read_text()
     results = sorted((PROJECT_ROOT / "results").glob("independent_autoattack*.json"))
     assert results, "no results/independent_autoattack_*.json"
@@ -494,12 +495,7 @@ def test_readme_quotes_the_independent_autoattack_results_as_recorded():
         result = json.loads(path.read_text())
         assert f"results/{path.name}" in readme, f"the README does not cite {path.name}"
         ours = result.get("ours", {})  # the course's own AutoAttack on the same digits
-        shares = [
-            v["robust"]
-            for r in (result, ours)
-            for k, v in r.items()
-            if k.replace(".", "", 1).isdigit()
-        ]
+        shares = [r[str(eps)]["robust"] for r in (result, ours) for eps in _budgets(r)]
         certified = result.get("certified", {})
         for key, record in certified.items():
             if key != "proof":
